@@ -1,0 +1,365 @@
+"""The ``deepmcat`` command line: generate, train, predict, evaluate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from deepmcat import __version__
+from deepmcat.checkpoint import CheckpointError
+from deepmcat.config import DeepMCATConfig
+from deepmcat.io import ReadError
+
+log = logging.getLogger("deepmcat")
+
+PRED_COLUMNS = ["path", "unit", "series_uid", "cluster", "category", "confidence", "series_category", "topk"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+# ---------------------------------------------------------------------------------------------- generate
+
+
+def cmd_generate(args) -> None:
+    from deepmcat.generate import generate
+
+    tic = time.time()
+    labels = generate(args.out, args.subjects, seed=args.seed, balanced=not args.imbalanced, fmt=args.format,
+                      wrong_descriptions=args.wrong_descriptions, progress=not args.quiet)
+    with open(labels) as fh:
+        rows = list(csv.DictReader(fh))
+    counts = Counter(r["category"] for r in rows)
+    print(f"wrote {len(rows)} files of {len(counts)} categories to {args.out} in {time.time() - tic:.1f}s "
+          f"(labels: {labels})")
+
+
+# ------------------------------------------------------------------------------------------------- train
+
+
+def _config_from_args(args) -> DeepMCATConfig:
+    cfg = DeepMCATConfig()
+    cfg.cluster.clusters = args.clusters
+    cfg.train.device = args.device
+    cfg.train.seed = args.seed
+    for name, target in (("frames", cfg.preprocess), ("size", cfg.preprocess), ("epochs", cfg.train),
+                         ("warmup_epochs", cfg.train), ("batch_size", cfg.train), ("train_clusters", cfg.cluster)):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(target, name, value)
+    if getattr(args, "no_uniform", False):
+        cfg.train.uniform_sampling = False
+    return cfg
+
+
+def read_labels(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f"labels file not found: {path}")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"path", "category"} <= set(reader.fieldnames):
+            raise CLIError(f"{path}: a labels CSV needs the columns path,category")
+        return {os.path.normpath(r["path"]): r["category"] for r in reader}
+
+
+def unit_truth(units, labels: dict[str, str], root: Path) -> list[str] | None:
+    """Ground-truth category of each unit (majority of its files' labels), or None if any is unlabelled."""
+    truth = []
+    for unit in units:
+        votes = Counter(labels.get(os.path.normpath(os.path.relpath(f, root))) for f in unit.files)
+        votes.pop(None, None)
+        if not votes:
+            return None
+        truth.append(votes.most_common(1)[0][0])
+    return truth
+
+
+def _data_root(data: str) -> Path:
+    p = Path(data).resolve()
+    return p if p.is_dir() else p.parent
+
+
+def cmd_train(args) -> None:
+    from deepmcat.data import load_collection
+    from deepmcat.trainer import Trainer
+
+    cfg = _config_from_args(args)
+    tic = time.time()
+    collection = load_collection(args.data, cfg.preprocess, workers=args.workers, progress=not args.quiet)
+    _report_skipped(collection.failed)
+    print(f"{collection.n_files} files -> {len(collection.units)} units "
+          f"({len({u.series_uid for u in collection.units})} series) in {time.time() - tic:.1f}s")
+    truth = None
+    if args.labels:
+        truth = unit_truth(collection.units, read_labels(args.labels), _data_root(args.data))
+        if truth is None:
+            log.warning("--labels does not cover every unit: quality will not be monitored")
+    trainer = Trainer(cfg, args.out, progress=not args.quiet)
+    print(f"training DeepMCAT on {trainer.device}: {cfg.cluster.clusters} clusters, "
+          f"{cfg.train.warmup_epochs}+{cfg.train.epochs} epochs, input {cfg.preprocess.frames}x"
+          f"{cfg.preprocess.size}x{cfg.preprocess.size}")
+    result = trainer.fit(collection.tensors, [u.unit_id for u in collection.units], truth, resume=not args.fresh)
+    last = result.history[-1]
+    extra = ", ".join(f"{k} {last[k]:.3f}" for k in ("nmi_prev", "purity", "nmi") if k in last)
+    print(f"model written to {result.model_path} ({time.time() - tic:.1f}s total{'; ' + extra if extra else ''})")
+
+
+def _report_skipped(failed: list[tuple[str, str]]) -> None:
+    problems = [(p, r) for p, r in failed if r != "not a DICOM file"]
+    others = len(failed) - len(problems)
+    if others:
+        log.info("ignored %d files that are not DICOM or image volumes", others)
+    for path, reason in problems[:10]:
+        log.warning("skipped %s: %s", path, reason)
+    if len(problems) > 10:
+        log.warning("... and %d more unreadable files", len(problems) - 10)
+
+
+# ----------------------------------------------------------------------------------------------- predict
+
+
+def predict_rows(model, collection, root: Path) -> list[dict]:
+    """One row per input file; a file holding several units (4-D) carries its series' majority result."""
+    from deepmcat.inference import series_vote
+
+    preds = model.predict(collection.tensors, k=3)
+    by_series = defaultdict(list)
+    for unit, pred in zip(collection.units, preds):
+        by_series[unit.series_uid].append(pred)
+    series_result = {uid: series_vote(p) for uid, p in by_series.items()}
+    file_units = defaultdict(list)
+    for unit, pred in zip(collection.units, preds):
+        for f in unit.files:
+            file_units[f].append((unit, pred))
+    rows = []
+    for f, members in sorted(file_units.items()):
+        unit, pred = members[0]
+        series = series_result[unit.series_uid]
+        if len(members) > 1:  # several units in one file
+            unit_id, pred = f"{unit.series_uid}/*", series
+        else:
+            unit_id = unit.unit_id
+        rows.append({
+            "path": os.path.relpath(f, root), "unit": unit_id, "series_uid": unit.series_uid,
+            "cluster": pred.cluster, "category": pred.category, "confidence": f"{pred.confidence:.4f}",
+            "series_category": series.category,
+            "topk": ";".join(f"{t['category']}:{t['confidence']:.3f}" for t in pred.topk),
+        })
+    return rows
+
+
+def write_csv(rows: list[dict], path: str | Path, columns: list[str]) -> None:
+    from deepmcat.checkpoint import atomic_write_bytes
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(Path(path), buffer.getvalue().encode())
+
+
+def cmd_predict(args) -> None:
+    from deepmcat.data import load_collection
+    from deepmcat.inference import Model
+
+    model = Model(args.model, device=args.device)
+    tic = time.time()
+    collection = load_collection(args.data, model.config.preprocess, workers=args.workers, progress=not args.quiet)
+    _report_skipped(collection.failed)
+    rows = predict_rows(model, collection, _data_root(args.data))
+    write_csv(rows, args.out, PRED_COLUMNS)
+    print(f"predicted {len(collection.units)} units ({len(rows)} files) in {time.time() - tic:.1f}s -> {args.out}")
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+
+
+def evaluate_files(pred_path: str | Path, labels_path: str | Path, per_file: bool = False) -> dict:
+    """Metrics of a predictions CSV against a labels CSV; per unit (the default) or per file."""
+    from deepmcat.metrics import composition, evaluate
+
+    labels = read_labels(labels_path)
+    if not Path(pred_path).is_file():
+        raise CLIError(f"predictions file not found: {pred_path}")
+    with open(pred_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"path", "unit", "cluster"} <= set(reader.fieldnames):
+            raise CLIError(f"{pred_path}: a predictions CSV needs the columns path,unit,cluster")
+        preds = list(reader)
+    truth_votes: dict[str, Counter] = defaultdict(Counter)
+    cluster_of: dict[str, str] = {}
+    matched = 0
+    for row in preds:
+        category = labels.get(os.path.normpath(row["path"]))
+        if category is None:
+            continue
+        matched += 1
+        key = row["path"] if per_file else row["unit"]
+        truth_votes[key][category] += 1
+        cluster_of[key] = row["cluster"]
+    if not matched:
+        raise CLIError(f"no prediction path matches a path in {labels_path}")
+    keys = sorted(truth_votes)
+    truth = [truth_votes[k].most_common(1)[0][0] for k in keys]
+    clusters = [cluster_of[k] for k in keys]
+    scores = evaluate(truth, clusters)
+    scores.update({"level": "file" if per_file else "unit", "files_matched": matched,
+                   "files_unlabelled": len(preds) - matched, "labels_without_prediction":
+                       len(set(labels) - {os.path.normpath(r["path"]) for r in preds}),
+                   "composition": composition(truth, clusters)})
+    return scores
+
+
+def format_scores(scores: dict) -> str:
+    head = "| level | n | purity | NMI | ARI | ACC | worst recall |\n|---|---|---|---|---|---|---|\n"
+    return head + (f"| {scores['level']} | {scores['n']} | {scores['purity']:.3f} | {scores['nmi']:.3f} | "
+                   f"{scores['ari']:.3f} | {scores['acc']:.3f} | {scores['worst_recall']:.3f} "
+                   f"({scores['worst_recall_category']}) |")
+
+
+def cmd_evaluate(args) -> None:
+    scores = evaluate_files(args.pred, args.labels, per_file=args.per_file)
+    if args.json:
+        print(json.dumps({k: v for k, v in scores.items() if k != "composition"} if not args.composition
+                         else scores))
+        return
+    print(format_scores(scores))
+    if args.composition:
+        for cluster, comp in sorted(scores["composition"].items(), key=lambda kv: int(kv[0])):
+            print(f"cluster {cluster}: " + ", ".join(f"{c} {n}" for c, n in comp.items()))
+
+
+# -------------------------------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args) -> None:
+    data, model_dir = Path(args.data), Path(args.out)
+    if not (data / "labels.csv").is_file():
+        print(f"generating demo data ({args.subjects} synthetic subjects, imbalanced) in {data} ...")
+        cmd_generate(argparse.Namespace(out=data, subjects=args.subjects, seed=args.seed, imbalanced=True,
+                                        format="dicom", wrong_descriptions=0.0, quiet=args.quiet))
+    else:
+        print(f"using existing demo data in {data}")
+    n_categories = len(set(read_labels(data / "labels.csv").values()))
+    train_args = argparse.Namespace(
+        data=str(data), out=str(model_dir), clusters=n_categories, device=args.device, seed=args.seed,
+        frames=None, size=None, epochs=args.epochs, warmup_epochs=None, batch_size=None, train_clusters=None,
+        workers=None, labels=str(data / "labels.csv"), fresh=True, quiet=args.quiet)
+    cmd_train(train_args)
+    preds = model_dir / "predictions.csv"
+    cmd_predict(argparse.Namespace(model=str(model_dir), data=str(data), out=str(preds), device=args.device,
+                                   workers=None, quiet=args.quiet))
+    scores = evaluate_files(preds, data / "labels.csv")
+    print("\nDeepMCAT on the demo data (clusters scored against the generator's categories):")
+    print(format_scores(scores))
+
+
+# ---------------------------------------------------------------------------------------------- argparse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deepmcat", description="Unsupervised deep clustering of medical image series")
+    p.add_argument("--version", action="version", version=f"deepmcat {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write synthetic cardiac MR series and labels.csv")
+    g.add_argument("--out", required=True)
+    g.add_argument("--subjects", type=_positive(int), default=10)
+    g.add_argument("--imbalanced", action="store_true", help="UK Biobank-like proportions (default: balanced)")
+    g.add_argument("--balanced", dest="imbalanced", action="store_false")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
+    g.add_argument("--wrong-descriptions", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of series whose SeriesDescription names another category")
+    g.add_argument("--quiet", action="store_true")
+
+    t = sub.add_parser("train", help="cluster a collection without labels and save the model")
+    t.add_argument("--data", required=True, help="folder or file of DICOM / NIfTI / NRRD / MHA")
+    t.add_argument("--out", required=True, help="model folder (checkpoint.pt, model.pt)")
+    t.add_argument("--clusters", type=_positive(int), required=True)
+    t.add_argument("--epochs", type=_positive(int))
+    t.add_argument("--warmup-epochs", dest="warmup_epochs", type=int)
+    t.add_argument("--train-clusters", dest="train_clusters", type=_positive(int),
+                   help="pseudo-label clusters while training (default 4 x clusters)")
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--frames", type=_positive(int))
+    t.add_argument("--size", type=_positive(int))
+    t.add_argument("--batch-size", dest="batch_size", type=_positive(int))
+    t.add_argument("--no-uniform", action="store_true", help="sample units, not clusters, uniformly (ablation)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--workers", type=_positive(int))
+    t.add_argument("--labels", help="optional labels.csv, only to monitor quality per epoch")
+    t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint instead of resuming")
+    t.add_argument("--quiet", action="store_true")
+
+    r = sub.add_parser("predict", help="assign every file's unit to a cluster")
+    r.add_argument("--model", required=True)
+    r.add_argument("--data", required=True)
+    r.add_argument("--out", required=True, help="predictions CSV")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--workers", type=_positive(int))
+    r.add_argument("--quiet", action="store_true")
+
+    e = sub.add_parser("evaluate", help="purity, NMI, ARI, ACC of predictions against labels")
+    e.add_argument("--pred", required=True)
+    e.add_argument("--labels", required=True)
+    e.add_argument("--per-file", action="store_true", help="score files instead of units")
+    e.add_argument("--composition", action="store_true", help="also list each cluster's categories")
+    e.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("demo", help="generate demo data if absent, train on it, predict and evaluate")
+    d.add_argument("--data", default="demo-data")
+    d.add_argument("--out", default="demo-model")
+    d.add_argument("--subjects", type=_positive(int), default=16)
+    d.add_argument("--epochs", type=_positive(int))
+    d.add_argument("--device", default="auto")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quiet", action="store_true")
+    return p
+
+
+COMMANDS = {"generate": cmd_generate, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
+            "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        COMMANDS[args.command](args)
+    except (CLIError, ValueError, FileNotFoundError, CheckpointError, ReadError) as exc:
+        print(f"deepmcat {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last epoch's checkpoint is kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Configuration: one dataclass per concern, serialised with every model so predictions are reproducible."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class PreprocessConfig:
+    """How any unit becomes the canonical (frames, size, size) tensor."""
+
+    frames: int = 8
+    size: int = 64
+    #: intensity percentiles mapped to [0, 1] (or, for signed images, |.| to [-1, 1])
+    low_percentile: float = 1.0
+    high_percentile: float = 99.0
+
+
+@dataclass
+class ModelConfig:
+    """The backbone: a MONAI ResNet, 2-D with frames as channels or 3-D with frames as depth."""
+
+    spatial_dims: int = 2
+    #: residual blocks per stage (4 stages): [1, 1, 1, 1] is ResNet-10, [2, 2, 2, 2] ResNet-18
+    layers: tuple[int, ...] = (1, 1, 1, 1)
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+
+
+@dataclass
+class ClusterConfig:
+    """Feature post-processing and faiss k-means (DeepCluster's recipe, scaled down for small sets)."""
+
+    #: number of final clusters (categories)
+    clusters: int = 12
+    #: pseudo-label clusters used while training; 0 means 4 x clusters (over-clustering)
+    train_clusters: int = 0
+    pca_dim: int = 64
+    #: PCA whitening only helps when many samples per dimension estimate the covariance
+    whiten: bool = False
+    niter: int = 30
+    nredo: int = 5
+
+    def n_train_clusters(self, n_samples: int) -> int:
+        k = self.train_clusters or 4 * self.clusters
+        return max(2, min(k, n_samples // 2))
+
+
+@dataclass
+class TrainConfig:
+    """The DeepCluster alternation: epochs, optimisation, sampling, augmentation, hardware."""
+
+    epochs: int = 12
+    #: self-supervised contrastive warm-up epochs before the first clustering
+    warmup_epochs: int = 4
+    batch_size: int = 64
+    #: "sgd" (DeepCluster's) or "adamw"
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    #: sample pseudo-label clusters uniformly (the paper's answer to imbalance)
+    uniform_sampling: bool = True
+    augment: bool = True
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+    num_workers: int = 0
+
+
+@dataclass
+class DeepMCATConfig:
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DeepMCATConfig":
+        parts = {}
+        for f in fields(cls):
+            sub_cls = f.default_factory  # type: ignore[misc]
+            known = {g.name for g in fields(sub_cls)}
+            values = {k: v for k, v in data.get(f.name, {}).items() if k in known}
+            for k in ("layers", "widths"):
+                if k in values:
+                    values[k] = tuple(values[k])
+            parts[f.name] = sub_cls(**values)
+        return cls(**parts)

@@ -1,0 +1,173 @@
+"""Write synthetic subjects (:mod:`deepmcat.phantoms`) as DICOM series or NIfTI files plus ``labels.csv``."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from tqdm import tqdm
+
+from deepmcat.phantoms import SeriesSpec, subject_series
+
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+#: plane normals (patient LPS) the phantom planes are tilted around
+_NORMALS = {
+    "sax": (0.55, 0.45, -0.70),
+    "lax": (-0.45, 0.80, 0.40),
+    "axial": (0.0, 0.0, 1.0),
+    "scout": (0.0, 1.0, 0.0),
+}
+_SCOUT_NORMALS = [(0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.0, 1.0)]
+#: 12-bit storage of magnitude images
+_MAX_STORED = 4095
+
+
+def _orientation(normal, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    n = np.asarray(normal, float) + rng.normal(0, 0.05, 3)
+    n /= np.linalg.norm(n)
+    helper = np.array([0.0, 0.0, 1.0]) if abs(n[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    row = np.cross(helper, n)
+    row /= np.linalg.norm(row)
+    col = np.cross(n, row)
+    return row, col
+
+
+def _stored(spec: SeriesSpec) -> tuple[np.ndarray, float, float]:
+    """Integer pixels plus (slope, intercept) that map them back to physical values."""
+    if spec.signed:  # phase in [-1, 1] of VENC → 0..4095 with intercept -2048: signed after rescale
+        return np.round(spec.images * 2047 + 2048).astype(np.uint16), 1.0, -2048.0
+    if spec.category == "t1_map":  # milliseconds as they are
+        return np.round(spec.images).astype(np.uint16), 1.0, 0.0
+    peak = float(np.percentile(spec.images, 99.9)) or 1.0
+    scaled = np.clip(spec.images / peak * 0.8 * _MAX_STORED, 0, _MAX_STORED)
+    return np.round(scaled).astype(np.uint16), 1.0, 0.0
+
+
+def write_dicom_series(spec: SeriesSpec, out_dir: Path, subject: int, number: int, study_uid: str,
+                       series_uid: str, rng: np.random.Generator) -> list[Path]:
+    """One file per frame and slice position, with real geometry, timing and UIDs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pixels, slope, intercept = _stored(spec)
+    n_slices, n_frames, rows, cols = pixels.shape
+    base_date = (dt.date(2020, 1, 1) + dt.timedelta(days=subject)).strftime("%Y%m%d")
+    paths = []
+    instance = 0
+    frame_uid = generate_uid(entropy_srcs=[study_uid, "frame-of-reference"])
+    for s in range(n_slices):
+        normal = _SCOUT_NORMALS[s % 3] if spec.plane == "scout" else _NORMALS[spec.plane]
+        row_dir, col_dir = _orientation(normal, rng)
+        n = np.cross(row_dir, col_dir)
+        centre = n * (s - (n_slices - 1) / 2) * spec.slice_gap
+        origin = centre - row_dir * cols / 2 * spec.spacing[1] - col_dir * rows / 2 * spec.spacing[0]
+        for f in range(n_frames):
+            instance += 1
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
+            meta.MediaStorageSOPInstanceUID = generate_uid()
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            path = out_dir / f"IM_{instance:05d}.dcm"
+            ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+            ds.SOPClassUID = MR_IMAGE_STORAGE
+            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+            ds.FrameOfReferenceUID = frame_uid
+            ds.PatientName, ds.PatientID = f"Phantom^{subject:04d}", f"PHANTOM-{subject:04d}"
+            ds.StudyDate = ds.SeriesDate = base_date
+            ds.Modality, ds.Manufacturer = "MR", "DeepMCAT phantom"
+            ds.SeriesNumber, ds.InstanceNumber = number, instance
+            ds.SeriesDescription = spec.description
+            ds.ImageType = spec.image_type
+            ds.Rows, ds.Columns = rows, cols
+            ds.PixelSpacing = [round(spec.spacing[0], 4), round(spec.spacing[1], 4)]
+            ds.SliceThickness = 8.0
+            ds.ImageOrientationPatient = [round(float(v), 6) for v in (*row_dir, *col_dir)]
+            ds.ImagePositionPatient = [round(float(v), 4) for v in origin]
+            ds.SliceLocation = round(float(np.dot(n, origin)), 4)
+            ds.TriggerTime = round(float(spec.trigger_ms[f]), 2) if spec.trigger_ms is not None else 0.0
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+            ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+            ds.PixelData = pixels[s, f].tobytes()
+            ds.save_as(path, write_like_original=False)
+            paths.append(path)
+    return paths
+
+
+def write_nifti_series(spec: SeriesSpec, path_stem: Path) -> list[Path]:
+    """One flat file per series: 4-D (x, y, slices, time) for cine, 3-D (x, y, slices) otherwise."""
+    import nibabel as nib
+
+    images = spec.images  # (slices, frames, rows, cols)
+    sp = (spec.spacing[1], spec.spacing[0], max(spec.slice_gap, 8.0))
+    if spec.plane == "scout":  # planes of other orientations cannot share one NIfTI grid
+        stems = [path_stem.with_name(f"{path_stem.name}_{p}") for p in ("cor", "sag", "ax")[: images.shape[0]]]
+        groups = [images[i : i + 1] for i in range(images.shape[0])]
+    else:
+        stems, groups = [path_stem], [images]
+    paths = []
+    for stem, group in zip(stems, groups):
+        arr = np.transpose(group, (3, 2, 0, 1))  # (x, y, slices, frames)
+        if arr.shape[3] == 1:
+            arr = arr[..., 0]
+        affine = np.diag([sp[0], sp[1], sp[2], 1.0])
+        img = nib.Nifti1Image(arr.astype(np.float32), affine)
+        img.header.set_xyzt_units("mm", "msec")
+        if arr.ndim == 4 and spec.trigger_ms is not None and len(spec.trigger_ms) > 1:
+            img.header["pixdim"][4] = float(spec.trigger_ms[1] - spec.trigger_ms[0])
+        path = stem.with_suffix(".nii.gz")
+        nib.save(img, str(path))
+        paths.append(path)
+    return paths
+
+
+def apply_wrong_descriptions(series: list[SeriesSpec], fraction: float, rng: np.random.Generator) -> None:
+    """Swap the SeriesDescription of about ``fraction`` of the series for another category's (bad headers)."""
+    if fraction <= 0:
+        return
+    descriptions = sorted({s.description for s in series})
+    for spec in series:
+        if rng.random() < fraction:
+            others = [d for d in descriptions if d != spec.description]
+            if others:
+                spec.description = str(rng.choice(others))
+
+
+def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = False, fmt: str = "dicom",
+             wrong_descriptions: float = 0.0, progress: bool = True) -> Path:
+    """Generate ``subjects`` synthetic subjects into ``out``; returns the path of ``labels.csv``."""
+    if subjects < 1:
+        raise ValueError("--subjects must be at least 1")
+    if fmt not in ("dicom", "nifti"):
+        raise ValueError(f"unknown format {fmt!r}: use dicom or nifti")
+    if not 0.0 <= wrong_descriptions <= 1.0:
+        raise ValueError("--wrong-descriptions must be a fraction in [0, 1]")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[str, str]] = []
+    for subject in tqdm(range(1, subjects + 1), desc="generating subjects", disable=not progress):
+        rng = np.random.default_rng([seed, subject, 7])
+        series = subject_series(seed, subject, balanced)
+        apply_wrong_descriptions(series, wrong_descriptions, rng)
+        study_uid = generate_uid(entropy_srcs=[str(seed), str(subject), "study"])
+        group_uids: dict[str, str] = {}
+        for number, spec in enumerate(series, start=1):
+            if fmt == "dicom":
+                key = spec.group or f"{number}"
+                series_uid = group_uids.setdefault(key, generate_uid(entropy_srcs=[str(seed), str(subject), key]))
+                folder = out / f"sub-{subject:04d}" / f"{number:02d}_{spec.category}"
+                paths = write_dicom_series(spec, folder, subject, number, study_uid, series_uid, rng)
+            else:
+                paths = write_nifti_series(spec, out / f"sub-{subject:04d}_{number:02d}_{spec.category}")
+            rows.extend((str(p.relative_to(out)), spec.category) for p in paths)
+    labels = out / "labels.csv"
+    with open(labels, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "category"])
+        writer.writerows(rows)
+    return labels
+

@@ -1,0 +1,345 @@
+"""Reading medical image files and grouping them into *units*: the things that get a category.
+
+A unit is one acquisition: a 3-D volume, or one slice position of a 2-D+t (cine) series. DICOM files are
+grouped by SeriesInstanceUID, ImageType and orientation, then by slice position; NIfTI/NRRD/MHA files are
+read with ITK (a 4-D file holds one unit per slice position, its frames along the last axis).
+Unreadable files are reported in :class:`ScanReport` and skipped, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+log = logging.getLogger(__name__)
+
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: Refuse to allocate pixel arrays above this many voxels per unit (a hostile or corrupt header).
+MAX_VOXELS = 512 * 1024 * 1024
+
+
+class ReadError(ValueError):
+    """A file or unit could not be read; the message names the file and the reason."""
+
+
+@dataclass
+class Unit:
+    """One acquisition: what gets a category. ``files`` are absolute paths of its source files."""
+
+    unit_id: str
+    series_uid: str
+    files: list[str]
+    source: str  # "dicom" or "volume"
+    meta: dict = field(default_factory=dict)
+    #: for volume files with several units (4-D), which slice position this unit is
+    slice_index: int | None = None
+
+
+@dataclass
+class ScanReport:
+    """What a scan found: units, and the files it skipped with the reason for each."""
+
+    units: list[Unit]
+    skipped: list[tuple[str, str]]
+    n_files: int
+
+    def summary(self) -> str:
+        n_series = len({u.series_uid for u in self.units})
+        text = f"{self.n_files} files -> {n_series} series, {len(self.units)} units"
+        if self.skipped:
+            text += f"; skipped {len(self.skipped)} unreadable files"
+        return text
+
+
+@dataclass
+class UnitPixels:
+    """Raw pixel values of one unit: ``array`` is (frames, rows, cols) float32, ``spacing`` (row, col) mm."""
+
+    array: np.ndarray
+    spacing: tuple[float, float]
+
+
+def is_volume_file(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(VOLUME_SUFFIXES)
+
+
+def list_files(root: str | os.PathLike) -> list[str]:
+    """All regular files under ``root`` (or ``root`` itself), sorted; hidden files are ignored."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"no such file or folder: {root}")
+    if root.is_file():
+        return [str(root.resolve())]
+    files = [
+        str(p.resolve())
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+    return sorted(files)
+
+
+# ----------------------------------------------------------------------------------------------- DICOM
+
+
+def _orientation_key(ds) -> tuple:
+    iop = getattr(ds, "ImageOrientationPatient", None)
+    return tuple(np.round(np.asarray(iop, float), 2)) if iop is not None and len(iop) == 6 else ()
+
+
+def _slice_position(ds) -> float | None:
+    """Position of the slice along its normal (mm), from ImagePositionPatient, else SliceLocation."""
+    iop = getattr(ds, "ImageOrientationPatient", None)
+    ipp = getattr(ds, "ImagePositionPatient", None)
+    if iop is not None and ipp is not None and len(iop) == 6 and len(ipp) == 3:
+        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+        return round(float(np.dot(normal, np.asarray(ipp, float))), 1)
+    loc = getattr(ds, "SliceLocation", None)
+    return round(float(loc), 1) if loc is not None else None
+
+
+def _frame_order(ds) -> tuple:
+    trig = getattr(ds, "TriggerTime", None)
+    inst = getattr(ds, "InstanceNumber", None)
+    return (float(trig) if trig not in (None, "") else 0.0, int(inst) if inst not in (None, "") else 0)
+
+
+def _dicom_meta(ds) -> dict:
+    return {
+        "modality": str(getattr(ds, "Modality", "")),
+        "series_description": str(getattr(ds, "SeriesDescription", "")),
+        "image_type": "\\".join(str(v) for v in getattr(ds, "ImageType", [])),
+        "study_uid": str(getattr(ds, "StudyInstanceUID", "")),
+        "series_number": str(getattr(ds, "SeriesNumber", "")),
+    }
+
+
+def _read_header(path: str):
+    """Header of a DICOM image file, or a reason string why it is not one."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        return "not a DICOM file"
+    except Exception as exc:  # truncated or corrupt header
+        return f"corrupt DICOM header ({type(exc).__name__}: {exc})"
+    if "SeriesInstanceUID" not in ds:
+        return "DICOM file without SeriesInstanceUID"
+    if "Rows" not in ds or "Columns" not in ds:
+        return "DICOM file without image (no Rows/Columns)"
+    return ds
+
+
+def group_dicom(files: Sequence[str]) -> tuple[list[Unit], list[tuple[str, str]]]:
+    """Group DICOM files into units (see module docstring); returns (units, skipped)."""
+    skipped: list[tuple[str, str]] = []
+    groups: dict[tuple, list] = defaultdict(list)
+    for path in files:
+        ds = _read_header(path)
+        if isinstance(ds, str):
+            skipped.append((path, ds))
+            continue
+        key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))), _orientation_key(ds))
+        groups[key].append((path, ds))
+
+    units: list[Unit] = []
+    for (series_uid, image_type, _), members in sorted(groups.items(), key=lambda kv: kv[0][:2]):
+        meta = _dicom_meta(members[0][1])
+        multiframe = [(p, ds) for p, ds in members if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1]
+        single = [(p, ds) for p, ds in members if int(getattr(ds, "NumberOfFrames", 1) or 1) <= 1]
+        tag = f"{series_uid}/{zlib.crc32(image_type.encode()) % 10_000:04d}"
+        for i, (path, _) in enumerate(sorted(multiframe)):
+            units.append(Unit(f"{tag}/mf{i}", series_uid, [path], "dicom", dict(meta)))
+        if not single:
+            continue
+        by_position: dict = defaultdict(list)
+        for path, ds in single:
+            by_position[_slice_position(ds)].append((path, ds))
+        positions = sorted(by_position, key=lambda p: (p is None, p if p is not None else 0.0))
+        if all(len(by_position[p]) == 1 for p in positions) and len(positions) > 1:
+            # one frame per position and no time: a 3-D volume, ordered along its normal
+            ordered = [by_position[p][0][0] for p in positions]
+            units.append(Unit(f"{tag}/vol", series_uid, ordered, "dicom", dict(meta)))
+            continue
+        for k, pos in enumerate(positions):
+            frames = sorted(by_position[pos], key=lambda m: _frame_order(m[1]))
+            units.append(Unit(f"{tag}/s{k:03d}", series_uid, [p for p, _ in frames], "dicom", dict(meta)))
+    return units, skipped
+
+
+def _rescale(ds, arr: np.ndarray) -> np.ndarray:
+    slope, intercept = getattr(ds, "RescaleSlope", None), getattr(ds, "RescaleIntercept", None)
+    shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
+    if slope is None and shared:
+        pvt = getattr(shared[0], "PixelValueTransformationSequence", None)
+        if pvt:
+            slope, intercept = getattr(pvt[0], "RescaleSlope", None), getattr(pvt[0], "RescaleIntercept", None)
+    arr = arr.astype(np.float32)
+    if slope is not None:
+        arr *= float(slope)
+    if intercept is not None:
+        arr += float(intercept)
+    return arr
+
+
+def _pixel_spacing(ds) -> tuple[float, float]:
+    spacing = getattr(ds, "PixelSpacing", None)
+    if spacing is None:
+        shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
+        measures = getattr(shared[0], "PixelMeasuresSequence", None) if shared else None
+        spacing = getattr(measures[0], "PixelSpacing", None) if measures else None
+    if spacing is None:
+        spacing = getattr(ds, "ImagerPixelSpacing", None)
+    if spacing is None or len(spacing) != 2 or min(float(s) for s in spacing) <= 0:
+        return (1.0, 1.0)
+    return (float(spacing[0]), float(spacing[1]))
+
+
+def _dicom_frames(path: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """(frames, rows, cols) float32 of one DICOM file; colour images become luminance."""
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:
+        raise ReadError(f"{path}: cannot read DICOM ({type(exc).__name__}: {exc})") from exc
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if rows < 1 or cols < 1:
+        raise ReadError(f"{path}: empty image ({rows}x{cols})")
+    if rows * cols * n_frames * samples > MAX_VOXELS:
+        raise ReadError(f"{path}: declared size {n_frames}x{rows}x{cols}x{samples} exceeds the limit")
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ReadError(f"{path}: DICOM file has no pixel data")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise ReadError(f"{path}: cannot decode pixel data (transfer syntax {syntax}: {exc})") from exc
+    if samples > 1:  # RGB / secondary capture: luminance
+        if str(getattr(ds, "PhotometricInterpretation", "")).startswith("YBR"):
+            from pydicom.pixel_data_handlers.util import convert_color_space
+
+            arr = convert_color_space(arr, ds.PhotometricInterpretation, "RGB")
+        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    else:
+        arr = _rescale(ds, arr)
+    arr = arr.reshape(n_frames, rows, cols)
+    return arr, _pixel_spacing(ds)
+
+
+def _read_dicom_unit(unit: Unit) -> UnitPixels:
+    frames, spacing = [], None
+    for path in unit.files:
+        arr, sp = _dicom_frames(path)
+        if frames and arr.shape[1:] != frames[0].shape[1:]:
+            raise ReadError(f"{path}: frame size {arr.shape[1:]} differs from the rest of its unit")
+        frames.append(arr)
+        spacing = spacing or sp
+    return UnitPixels(np.concatenate(frames, axis=0), spacing or (1.0, 1.0))
+
+
+# ---------------------------------------------------------------------------------------------- volumes
+
+
+def _read_volume(path: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """ITK read of NIfTI/NRRD/MHA → array (t, z, y, x) (singleton axes added) and (row, col) spacing."""
+    import itk
+
+    try:
+        image = itk.imread(path)
+    except Exception as exc:
+        raise ReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    arr = itk.array_from_image(image)
+    dim = image.GetImageDimension()
+    spacing = tuple(float(s) for s in image.GetSpacing())
+    if image.GetNumberOfComponentsPerPixel() > 1:  # vector/RGB pixels: luminance of first 3
+        arr = arr[..., :3].astype(np.float32).mean(axis=-1)
+    if arr.size == 0 or min(arr.shape) < 1:
+        raise ReadError(f"{path}: image is empty (shape {arr.shape})")
+    if dim == 2:
+        arr = arr[None, None]
+    elif dim == 3:
+        arr = arr[None]
+    elif dim != 4:
+        raise ReadError(f"{path}: {dim}-D images are not supported (2-D, 3-D or 4-D expected)")
+    col_sp, row_sp = spacing[0], spacing[1]
+    return arr.astype(np.float32, copy=False), (row_sp, col_sp)
+
+
+def volume_units(path: str) -> list[Unit]:
+    """Units of one volume file: one for a 2-D/3-D image, one per slice position for a 4-D image."""
+    import itk
+
+    try:
+        reader = itk.ImageFileReader.New(FileName=path)
+        reader.UpdateOutputInformation()
+        io = reader.GetImageIO()
+    except Exception as exc:
+        raise ReadError(f"{path}: cannot read image header ({type(exc).__name__}: {exc})") from exc
+    dims = [io.GetDimensions(i) for i in range(io.GetNumberOfDimensions())]
+    if io.GetNumberOfDimensions() > 4:
+        raise ReadError(f"{path}: {len(dims)}-D images are not supported (2-D, 3-D or 4-D expected)")
+    if int(np.prod(dims)) > MAX_VOXELS:
+        raise ReadError(f"{path}: declared size {dims} exceeds the limit")
+    if int(np.prod(dims)) == 0:
+        raise ReadError(f"{path}: image is empty (size {dims})")
+    meta = {"modality": "", "series_description": Path(path).name, "image_type": ""}
+    series = Path(path).name
+    if len(dims) == 4 and dims[2] > 1:
+        return [
+            Unit(f"{series}/s{z:03d}", series, [path], "volume", dict(meta), slice_index=z) for z in range(dims[2])
+        ]
+    return [Unit(f"{series}/vol", series, [path], "volume", dict(meta))]
+
+
+def _read_volume_unit(unit: Unit) -> UnitPixels:
+    arr, spacing = _read_volume(unit.files[0])  # (t, z, y, x)
+    if unit.slice_index is not None:
+        return UnitPixels(np.ascontiguousarray(arr[:, unit.slice_index]), spacing)
+    if arr.shape[0] > 1:  # 4-D with a single slice: its frames
+        return UnitPixels(np.ascontiguousarray(arr[:, 0]), spacing)
+    return UnitPixels(np.ascontiguousarray(arr[0]), spacing)  # 3-D: z slices as frames
+
+
+# ------------------------------------------------------------------------------------------------- API
+
+
+def scan(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> ScanReport:
+    """Find every unit under the given files/folders. Unreadable files are skipped with a reason."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files: list[str] = []
+    for p in paths:
+        files.extend(list_files(p))
+    units: list[Unit] = []
+    skipped: list[tuple[str, str]] = []
+    dicom_candidates = []
+    for path in files:
+        if is_volume_file(path):
+            try:
+                units.extend(volume_units(path))
+            except ReadError as exc:
+                skipped.append((path, str(exc)))
+        else:
+            dicom_candidates.append(path)
+    dicom_units, dicom_skipped = group_dicom(dicom_candidates)
+    units.extend(dicom_units)
+    skipped.extend(dicom_skipped)
+    for path, reason in skipped:
+        log.debug("skipped %s: %s", path, reason)
+    return ScanReport(units, skipped, len(files))
+
+
+def read_unit(unit: Unit) -> UnitPixels:
+    """Pixel values of a unit. Raises :class:`ReadError` naming the file when it cannot be decoded."""
+    pixels = _read_dicom_unit(unit) if unit.source == "dicom" else _read_volume_unit(unit)
+    if not np.isfinite(pixels.array).any():
+        raise ReadError(f"{unit.files[0]}: image holds no finite pixel values")
+    return pixels

@@ -1,0 +1,48 @@
+"""The network: a MONAI ResNet backbone, a per-epoch cluster head and a contrastive projection head."""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets import ResNet
+from torch import nn
+
+from deepmcat.config import ModelConfig
+
+
+class DeepMCATNet(nn.Module):
+    """Backbone features for clustering; ``head`` predicts pseudo-labels, ``projector`` serves the
+    contrastive term. 2-D: frames are input channels; 3-D: frames are depth with one channel."""
+
+    def __init__(self, frames: int, cfg: ModelConfig, n_clusters: int = 2):
+        super().__init__()
+        if cfg.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, not {cfg.spatial_dims}")
+        self.spatial_dims = cfg.spatial_dims
+        self.backbone = ResNet(
+            block="basic",
+            layers=list(cfg.layers),
+            block_inplanes=list(cfg.widths),
+            spatial_dims=cfg.spatial_dims,
+            n_input_channels=frames if cfg.spatial_dims == 2 else 1,
+            feed_forward=False,
+        )
+        self.feature_dim = cfg.widths[-1]
+        self.projector = nn.Sequential(
+            nn.Linear(self.feature_dim, self.feature_dim), nn.ReLU(inplace=True), nn.Linear(self.feature_dim, 64)
+        )
+        self.head = nn.Linear(self.feature_dim, n_clusters)
+
+    def reset_head(self, n_clusters: int) -> None:
+        """DeepCluster re-initialises the classifier every epoch: cluster ids are arbitrary."""
+        device = next(self.parameters()).device
+        self.head = nn.Linear(self.feature_dim, n_clusters).to(device)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, H, W) canonical tensors → (batch, feature_dim)."""
+        if self.spatial_dims == 3:
+            x = x.unsqueeze(1)
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        return f, self.head(f), self.projector(f)

@@ -1,0 +1,266 @@
+"""The DeepMCAT training loop (DeepCluster alternation with a contrastive warm-up and term).
+
+Each epoch: extract features of every unit → PCA (+whitening) → L2 → faiss k-means into pseudo-labels →
+re-initialise the cluster head → train on pseudo-labels, sampling clusters uniformly so small categories
+survive, plus a contrastive term between two augmented views of each unit that keeps the representation
+from memorising arbitrary pseudo-labels on small collections. A checkpoint after every epoch lets an
+interrupted run resume; the model is published (atomically) only when training ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import normalized_mutual_info_score
+from tqdm import tqdm
+
+from deepmcat import __version__, checkpoint
+from deepmcat.augment import augment
+from deepmcat.clustering import FeatureTransform, kmeans, squared_distances
+from deepmcat.config import DeepMCATConfig
+from deepmcat.metrics import evaluate
+from deepmcat.model import DeepMCATNet
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA (no loss scaling needed); a no-op on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+@torch.no_grad()
+def extract_features(net: DeepMCATNet, tensors: np.ndarray, device: torch.device, amp: bool = True,
+                     batch_size: int = 256) -> np.ndarray:
+    net.eval()
+    out = []
+    for start in range(0, len(tensors), batch_size):
+        x = torch.from_numpy(tensors[start : start + batch_size]).to(device, non_blocking=True)
+        with autocast(device, amp):
+            out.append(net.features(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, net.feature_dim), np.float32)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """SimCLR's normalised-temperature cross entropy between two views of the same batch."""
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    sim = z @ z.t() / temperature
+    n = z1.shape[0]
+    sim.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def uniform_cluster_sample(assignments: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` indices drawn so that every non-empty cluster is equally represented (DeepCluster's sampler)."""
+    clusters = [np.flatnonzero(assignments == c) for c in np.unique(assignments)]
+    per = int(np.ceil(n / len(clusters)))
+    picks = [rng.choice(m, per, replace=len(m) < per) for m in clusters]
+    return rng.permutation(np.concatenate(picks))[:n]
+
+
+class JointOptimizer:
+    """Steps the persistent backbone optimizer and the per-epoch head optimizer together."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = optimizers
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    assignments: np.ndarray
+    history: list[dict]
+
+
+def fingerprint(unit_ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(unit_ids).encode()).hexdigest()[:16]
+
+
+class Trainer:
+    """Runs DeepMCAT on canonical tensors; writes ``checkpoint.pt`` every epoch and ``model.pt`` at the end."""
+
+    def __init__(self, cfg: DeepMCATConfig, out_dir: str | Path, progress: bool = True,
+                 on_epoch: Callable[[dict], None] | None = None):
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.on_epoch = on_epoch
+        self.device = resolve_device(cfg.train.device)
+
+    # -------------------------------------------------------------------------------------------- steps
+
+    def _batches(self, order: np.ndarray) -> list[np.ndarray]:
+        bs = self.cfg.train.batch_size
+        return [order[i : i + bs] for i in range(0, len(order), bs) if len(order[i : i + bs]) > 1]
+
+    def _views(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.cfg.train.augment:
+            return x, x
+        return augment(x, generator=gen), augment(x, generator=gen)
+
+    def _train_pass(self, net, optimizer, tensors, order, labels, gen, desc) -> float:
+        net.train()
+        losses = []
+        bar = tqdm(self._batches(order), desc=desc, leave=False, disable=not self.progress)
+        for idx in bar:
+            x = torch.from_numpy(tensors[idx]).to(self.device, non_blocking=True)
+            v1, v2 = self._views(x, gen)
+            with autocast(self.device, self.cfg.train.amp):
+                _, logits1, z1 = net(v1)
+                _, logits2, z2 = net(v2)
+                loss = nt_xent(z1, z2)
+                if labels is not None:
+                    y = torch.from_numpy(labels[idx]).to(self.device)
+                    loss = loss + 0.5 * (F.cross_entropy(logits1.float(), y) + F.cross_entropy(logits2.float(), y))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        return float(np.mean(losses)) if losses else 0.0
+
+    def _cluster(self, features: np.ndarray, k: int, seed: int):
+        c = self.cfg.cluster
+        transform = FeatureTransform.fit(features, c.pca_dim, c.whiten)
+        x = transform(features)
+        return transform, x, kmeans(x, k, c, seed=seed)
+
+    def _optimizer(self, params) -> torch.optim.Optimizer:
+        t = self.cfg.train
+        if t.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        if t.optimizer != "sgd":
+            raise ValueError(f"unknown optimizer {t.optimizer!r}: use sgd or adamw")
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+    # ---------------------------------------------------------------------------------------------- fit
+
+    def fit(self, tensors: np.ndarray, unit_ids: Sequence[str], truth: Sequence[str] | None = None,
+            resume: bool = True) -> TrainResult:
+        """Train on ``tensors`` (n, frames, size, size); ``truth`` (optional) is only monitored, never used."""
+        cfg, t = self.cfg, self.cfg.train
+        n = len(tensors)
+        if n < 4:
+            raise ValueError(f"training needs at least 4 units, got {n}")
+        if cfg.cluster.clusters > n:
+            raise ValueError(f"cannot make {cfg.cluster.clusters} clusters of {n} units")
+        if tensors.shape[1:] != (cfg.preprocess.frames, cfg.preprocess.size, cfg.preprocess.size):
+            raise ValueError(f"tensors of shape {tensors.shape[1:]} do not match the preprocessing config")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(t.seed)
+        rng = np.random.default_rng(t.seed)
+        gen = torch.Generator().manual_seed(t.seed)
+        k_train = cfg.cluster.n_train_clusters(n)
+        net = DeepMCATNet(cfg.preprocess.frames, cfg.model, k_train).to(self.device)
+        body = [p for name, p in net.named_parameters() if not name.startswith("head.")]
+        optimizer = self._optimizer(body)
+        total = t.warmup_epochs + t.epochs
+        history: list[dict] = []
+        prev: np.ndarray | None = None
+        start_epoch = 0
+        fp = fingerprint(unit_ids)
+
+        ckpt_path = self.out_dir / checkpoint.CHECKPOINT
+        if resume and ckpt_path.exists():
+            state = checkpoint.load(ckpt_path, map_location=self.device)
+            if state.get("fingerprint") == fp and state.get("config") == cfg.to_dict():
+                net.load_state_dict(state["net"], strict=False)
+                optimizer.load_state_dict(state["optimizer"])
+                history, prev, start_epoch = state["history"], state["assignments"], state["epoch"]
+                rng.bit_generator.state = state["numpy_rng"]
+                gen.set_state(state["torch_rng"])
+                log.info("resuming from epoch %d of %d (%s)", start_epoch, total, ckpt_path)
+            else:
+                log.warning("ignoring %s: it was made with other data or settings", ckpt_path)
+
+        epochs = tqdm(range(start_epoch, total), desc="DeepMCAT epochs", initial=start_epoch, total=total,
+                      disable=not self.progress)
+        for epoch in epochs:
+            tic = time.time()
+            record: dict = {"epoch": epoch + 1}
+            if epoch < t.warmup_epochs:
+                record["stage"] = "warm-up"
+                record["loss"] = self._train_pass(net, optimizer, tensors, rng.permutation(n), None, gen,
+                                                  f"warm-up {epoch + 1}")
+            else:
+                record["stage"] = "cluster"
+                feats = extract_features(net, tensors, self.device, t.amp)
+                _, _, result = self._cluster(feats, k_train, seed=t.seed + epoch)
+                labels = result.assignments
+                if prev is not None:
+                    record["nmi_prev"] = float(normalized_mutual_info_score(prev, labels))
+                record["empty_clusters"] = result.empty_clusters
+                prev = labels
+                net.reset_head(k_train)
+                head_opt = self._optimizer(net.head.parameters())
+                order = uniform_cluster_sample(labels, n, rng) if t.uniform_sampling else rng.permutation(n)
+
+                record["loss"] = self._train_pass(net, JointOptimizer(optimizer, head_opt), tensors, order, labels, gen, f"epoch {epoch + 1}")
+            if truth is not None:
+                record.update(self._monitor(net, tensors, truth, epoch))
+            record["seconds"] = round(time.time() - tic, 2)
+            history.append(record)
+            epochs.set_postfix({k: (round(v, 3) if isinstance(v, float) else v) for k, v in record.items()
+                                if k in ("loss", "nmi_prev", "nmi")})
+            checkpoint.save({
+                "format": "deepmcat", "kind": "checkpoint", "version": __version__, "config": cfg.to_dict(),
+                "fingerprint": fp, "epoch": epoch + 1, "net": net.state_dict(),
+                "optimizer": optimizer.state_dict(), "history": history, "assignments": prev,
+                "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state(),
+            }, ckpt_path)
+            if self.on_epoch:
+                self.on_epoch(dict(record, total_epochs=total))
+        return self._publish(net, tensors, unit_ids, history, fp)
+
+    def _monitor(self, net, tensors, truth, epoch) -> dict:
+        feats = extract_features(net, tensors, self.device, self.cfg.train.amp)
+        _, _, result = self._cluster(feats, self.cfg.cluster.clusters, seed=epoch)
+        scores = evaluate(list(truth), result.assignments)
+        return {k: scores[k] for k in ("purity", "nmi", "ari", "acc")}
+
+    def _publish(self, net, tensors, unit_ids, history, fp) -> TrainResult:
+        """Final clustering into K categories and the atomic publication of ``model.pt``."""
+        cfg = self.cfg
+        feats = extract_features(net, tensors, self.device, cfg.train.amp)
+        transform, x, result = self._cluster(feats, cfg.cluster.clusters, seed=cfg.train.seed)
+        d2 = squared_distances(x, result.centroids)
+        temperature = float(np.mean(d2.min(axis=1))) + 1e-6
+        state = {
+            "format": "deepmcat", "kind": "model", "version": __version__, "config": cfg.to_dict(),
+            "net": {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("head.")},
+            "transform": transform.state(), "centroids": result.centroids, "temperature": temperature,
+            "history": history, "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "n_units": len(tensors), "fingerprint": fp, "unit_ids": list(unit_ids),
+            "assignments": result.assignments,
+        }
+        path = self.out_dir / checkpoint.MODEL
+        checkpoint.save(state, path)
+        return TrainResult(path, result.assignments, history)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtual environment in .venv and install deepmcat with the
+# MONAI Label app and test extras. Idempotent: a second run only re-installs the project itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${DEEPMCAT_VENV:-.venv}
+PY=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+"$VENV/bin/python" -m pip install -q -e '.[app,test]'
+"$VENV/bin/python" -c "import deepmcat, monailabel, faiss, itk, torch; print('deepmcat env ready: torch', torch.__version__, '| monailabel', monailabel.__version__)"

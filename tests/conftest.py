@@ -1,0 +1,75 @@
+"""Shared fixtures: small generated data sets and tiny DICOM series written with pydicom."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+REAL_CMR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "cmr-chd1055302"
+
+
+def write_dicom(path: Path, pixels: np.ndarray, series_uid: str, *, position=(0.0, 0.0, 0.0), trigger=0.0,
+                instance=1, image_type=("ORIGINAL", "PRIMARY", "M"), spacing=(1.0, 1.0), intercept=0.0,
+                description="test") -> Path:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = "1.2.3", series_uid, "MR"
+    ds.SeriesDescription, ds.ImageType = description, list(image_type)
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = list(position)
+    ds.TriggerTime, ds.InstanceNumber = trigger, instance
+    ds.PixelSpacing = list(spacing)
+    frames = pixels if pixels.ndim == 3 else pixels[None]
+    ds.Rows, ds.Columns = frames.shape[1:]
+    if len(frames) > 1:
+        ds.NumberOfFrames = len(frames)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1.0, intercept
+    ds.PixelData = frames.astype(np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, write_like_original=False)
+    return path
+
+
+@pytest.fixture
+def cine_folder(tmp_path: Path) -> Path:
+    """One cine series: 2 slice positions x 3 frames, written out of order; plus a flow series whose
+    magnitude and phase share one SeriesInstanceUID; plus a 3-frame-position volume."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "dicom"
+    n = 0
+    for z in (0.0, 10.0):
+        for t in (2, 0, 1):
+            n += 1
+            img = np.full((16, 20), 100 * (t + 1), np.uint16)
+            write_dicom(root / "cine" / f"f{n}.dcm", img, "1.1", position=(0, 0, z), trigger=40.0 * t,
+                        instance=n)
+    for t in range(3):
+        write_dicom(root / "flow" / f"m{t}.dcm", rng.integers(0, 1000, (12, 12)), "1.2", trigger=30.0 * t,
+                    instance=t + 1)
+        write_dicom(root / "flow" / f"p{t}.dcm", rng.integers(0, 4096, (12, 12)), "1.2", trigger=30.0 * t,
+                    instance=t + 10, image_type=("ORIGINAL", "PRIMARY", "P"), intercept=-2048)
+    for z in range(3):
+        write_dicom(root / "vol" / f"v{z}.dcm", np.full((8, 8), z, np.uint16), "1.3", position=(0, 0, 5.0 * z),
+                    instance=3 - z)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_phantoms(tmp_path_factory) -> Path:
+    """Two balanced synthetic subjects as DICOM (24 units of 12 categories)."""
+    from deepmcat.generate import generate
+
+    out = tmp_path_factory.mktemp("phantoms")
+    generate(out, subjects=2, seed=3, balanced=True, progress=False)
+    return out

@@ -1,0 +1,95 @@
+"""The CLI contract: generate → train → predict → evaluate, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepmcat.cli import main
+
+TRAIN_FAST = ["--frames", "4", "--size", "32", "--epochs", "1", "--warmup-epochs", "1", "--device", "cpu",
+              "--batch-size", "8", "--quiet"]
+
+
+def test_generate_writes_labels_for_every_file(tmp_path):
+    assert main(["generate", "--out", str(tmp_path), "--subjects", "1", "--imbalanced", "--seed", "5",
+                 "--quiet"]) == 0
+    with open(tmp_path / "labels.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    files = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.dcm")}
+    assert {r["path"] for r in rows} == files
+    assert len({r["category"] for r in rows}) >= 11  # every category but (sometimes) LGE
+
+
+def test_generate_is_deterministic_by_seed(tmp_path):
+    import pydicom
+
+    for name in ("a", "b"):
+        main(["generate", "--out", str(tmp_path / name), "--subjects", "1", "--seed", "9", "--quiet"])
+    first = sorted((tmp_path / "a").rglob("*.dcm"))[5]
+    second = tmp_path / "b" / first.relative_to(tmp_path / "a")
+    assert (pydicom.dcmread(first).pixel_array == pydicom.dcmread(second).pixel_array).all()
+
+
+def test_nifti_format_writes_flat_files(tmp_path):
+    main(["generate", "--out", str(tmp_path), "--subjects", "1", "--format", "nifti", "--quiet"])
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(list(tmp_path.glob("*.nii.gz"))) >= 12
+
+
+def test_train_predict_evaluate_end_to_end(tiny_phantoms, tmp_path):
+    model = tmp_path / "model"
+    assert main(["train", "--data", str(tiny_phantoms), "--out", str(model), "--clusters", "3", *TRAIN_FAST]) == 0
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(model), "--data", str(tiny_phantoms), "--out", str(preds),
+                 "--device", "cpu", "--quiet"]) == 0
+    with open(preds) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(list(tiny_phantoms.rglob("*.dcm")))  # one row per input file
+    assert {"path", "unit", "series_uid", "cluster", "category", "confidence"} <= set(rows[0])
+    by_unit: dict[str, set] = {}
+    for r in rows:
+        assert not Path(r["path"]).is_absolute() and 0 <= float(r["confidence"]) <= 1
+        by_unit.setdefault(r["unit"], set()).add(r["cluster"])
+    assert all(len(c) == 1 for c in by_unit.values())  # every file of a unit carries its unit's cluster
+    assert len(by_unit) == 24
+
+    out = subprocess.run([sys.executable, "-m", "deepmcat.cli", "evaluate", "--pred", str(preds), "--labels",
+                          str(tiny_phantoms / "labels.csv"), "--json"], capture_output=True, text=True, check=True)
+    scores = json.loads(out.stdout)
+    assert scores["n"] == 24 and scores["level"] == "unit"
+    for key in ("purity", "nmi", "ari", "acc"):
+        assert -1.0 <= scores[key] <= 1.0
+    assert scores["purity"] >= 2 / 24
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "{tmp}/missing", "--out", "{tmp}/m", "--clusters", "3"], "no such file or folder"),
+    (["train", "--data", "{tmp}/empty", "--out", "{tmp}/m", "--clusters", "3"], "no readable image series"),
+    (["predict", "--model", "{tmp}/nomodel", "--data", "{tmp}/empty", "--out", "{tmp}/p.csv"], "no model folder"),
+    (["evaluate", "--pred", "{tmp}/bad.csv", "--labels", "{tmp}/bad.csv"], "needs the columns"),
+])
+def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    code = main([a.format(tmp=tmp_path) for a in argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_argument_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", "x", "--out", "y", "--clusters", "0"])
+    assert exc.value.code == 2
+    assert "must be positive" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("deepmcat")
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("deepmcat ")

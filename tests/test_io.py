@@ -1,0 +1,143 @@
+"""Reading and grouping: DICOM series → units, multi-frame, compressed, NIfTI 4-D, corrupt files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from deepmcat.io import ReadError, read_unit, scan
+from tests.conftest import REAL_CMR, write_dicom
+
+
+def _by_series(report):
+    out = {}
+    for u in report.units:
+        out.setdefault(u.series_uid, []).append(u)
+    return out
+
+
+def test_cine_positions_become_units_with_frames_in_trigger_order(cine_folder):
+    report = scan(cine_folder)
+    cine = _by_series(report)["1.1"]
+    assert len(cine) == 2
+    for unit in cine:
+        px = read_unit(unit)
+        assert px.array.shape == (3, 16, 20)
+        assert list(px.array[:, 0, 0]) == [100, 200, 300]  # sorted by TriggerTime, not by file name
+
+
+def test_mixed_image_types_are_split_and_phase_keeps_sign(cine_folder):
+    flow = _by_series(scan(cine_folder))["1.2"]
+    assert len(flow) == 2
+    types = sorted(u.meta["image_type"] for u in flow)
+    assert types == ["ORIGINAL\\PRIMARY\\M", "ORIGINAL\\PRIMARY\\P"]
+    phase = next(u for u in flow if u.meta["image_type"].endswith("P"))
+    assert read_unit(phase).array.min() < 0  # RescaleIntercept applied
+
+
+def test_one_frame_per_position_is_one_volume_ordered_along_the_normal(cine_folder):
+    vol = _by_series(scan(cine_folder))["1.3"]
+    assert len(vol) == 1
+    assert list(read_unit(vol[0]).array[:, 0, 0]) == [0, 1, 2]
+
+
+def test_multiframe_dicom_is_one_unit(tmp_path):
+    frames = np.stack([np.full((10, 12), i, np.uint16) for i in range(5)])
+    write_dicom(tmp_path / "mf.dcm", frames, "9.9")
+    report = scan(tmp_path)
+    assert len(report.units) == 1
+    assert read_unit(report.units[0]).array.shape == (5, 10, 12)
+
+
+@pytest.mark.parametrize("name", ["MR_small_jp2klossless.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm"])
+def test_compressed_transfer_syntaxes_decode_like_the_uncompressed_file(tmp_path, name):
+    reference = pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array
+    shutil.copy(get_testdata_file(name), tmp_path / name)
+    report = scan(tmp_path)
+    if name == "MR_small_jpeg_ls_lossless.dcm":
+        pytest.importorskip("libjpeg", reason="JPEG-LS needs pylibjpeg-libjpeg")
+    px = read_unit(report.units[0])
+    assert px.array.shape == (1, 64, 64)
+    assert np.array_equal(px.array[0], reference.astype(np.float32))
+
+
+def test_rgb_secondary_capture_becomes_luminance(tmp_path):
+    shutil.copy(get_testdata_file("SC_rgb_small_odd.dcm"), tmp_path / "rgb.dcm")
+    px = read_unit(scan(tmp_path).units[0])
+    assert px.array.ndim == 3 and px.array.shape[0] == 1
+
+
+def test_nifti_4d_gives_one_unit_per_slice_with_time_frames(tmp_path):
+    data = np.zeros((20, 16, 3, 7), np.float32)  # x, y, slices, time
+    for z in range(3):
+        for t in range(7):
+            data[..., z, t] = 10 * z + t
+    nib.save(nib.Nifti1Image(data, np.diag([1.5, 2.0, 8.0, 1.0])), tmp_path / "cine.nii.gz")
+    report = scan(tmp_path)
+    assert len(report.units) == 3
+    px = read_unit(report.units[1])
+    assert px.array.shape == (7, 16, 20)  # frames, rows (y), cols (x)
+    assert list(px.array[:, 0, 0]) == [10 + t for t in range(7)]
+    assert px.spacing == (2.0, 1.5)
+
+
+def test_nifti_3d_is_one_volume_unit(tmp_path):
+    nib.save(nib.Nifti1Image(np.random.rand(10, 12, 5).astype(np.float32), np.eye(4)), tmp_path / "v.nii")
+    report = scan(tmp_path)
+    assert len(report.units) == 1 and read_unit(report.units[0]).array.shape == (5, 12, 10)
+
+
+def test_corrupt_and_foreign_files_are_reported_not_raised(tmp_path, cine_folder):
+    good = next((cine_folder / "cine").iterdir())
+    data = good.read_bytes()
+    tmp_path = tmp_path / "bad"
+    tmp_path.mkdir()
+    (tmp_path / "truncated.dcm").write_bytes(data[: len(data) // 2])
+    (tmp_path / "garbage.dcm").write_bytes(b"\x00" * 200 + b"nonsense")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "broken.nii.gz").write_bytes(b"not gzip at all")
+    shutil.copy(get_testdata_file("MR_truncated.dcm"), tmp_path / "mr_truncated.dcm")
+    report = scan(tmp_path)
+    skipped = {Path(p).name for p, _ in report.skipped}
+    assert {"garbage.dcm", "notes.txt", "broken.nii.gz"} <= skipped
+    # a header that parses but whose pixel data is cut short fails at read time with a clear message
+    assert len(report.units) == 2
+    for unit in report.units:
+        with pytest.raises(ReadError, match="truncated|pixel|cannot"):
+            read_unit(unit)
+
+
+def test_huge_declared_dimensions_are_refused_before_allocation(tmp_path):
+    path = write_dicom(tmp_path / "big.dcm", np.zeros((4, 4), np.uint16), "7.7")
+    ds = pydicom.dcmread(path)
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 60000, 60000, 100
+    ds.save_as(path)
+    with pytest.raises(ReadError, match="exceeds the limit"):
+        read_unit(scan(tmp_path).units[0])
+
+
+def test_missing_path_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        scan(tmp_path / "nope")
+
+
+@pytest.mark.skipif(not REAL_CMR.is_dir(), reason="real CMR examination not present")
+def test_real_cmr_examination_groups_into_its_series():
+    report = scan(REAL_CMR)
+    assert report.n_files == 401  # 399 DICOM frames, labels.csv, LICENSE
+    assert {Path(p).name for p, _ in report.skipped} <= {"labels.csv", "LICENSE", "README.md"}
+    series = _by_series(report)
+    assert len(series) == 10
+    flow = next(units for units in series.values() if units[0].meta["series_description"].startswith("Flow"))
+    assert len(flow) == 3  # magnitude FFE, magnitude PCA and phase share one series: split by ImageType
+    assert len(report.units) == 38  # 16 SAX slice positions, volumes, cine positions
+    n_frames = sum(len(u.files) for u in report.units)
+    assert n_frames == 399
+    sizes = [read_unit(u).array.shape for u in report.units[:5]]
+    assert all(len(s) == 3 for s in sizes)

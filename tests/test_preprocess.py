@@ -1,0 +1,62 @@
+"""Canonical tensors: shape, frame sampling, intensity normalisation, aspect ratio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepmcat.config import PreprocessConfig
+from deepmcat.io import UnitPixels
+from deepmcat.preprocess import canonical, sample_frames
+
+CFG = PreprocessConfig(frames=8, size=32)
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 64), (25, 208, 187), (3, 5, 400), (50, 1, 1)])
+def test_any_unit_becomes_the_fixed_shape(shape):
+    rng = np.random.default_rng(0)
+    out = canonical(UnitPixels(rng.random(shape).astype(np.float32) * 1000, (1.4, 1.4)), CFG)
+    assert out.shape == (8, 32, 32) and out.dtype == np.float32
+    assert np.isfinite(out).all()
+
+
+def test_frame_sampling_is_even_and_repeats_single_images():
+    assert list(sample_frames(1, 4)) == [0, 0, 0, 0]
+    assert list(sample_frames(9, 5)) == [0, 2, 4, 6, 8]
+    assert list(sample_frames(3, 6)) == [0, 0, 1, 1, 2, 2]
+
+
+def test_magnitude_is_scaled_to_unit_range_by_percentiles():
+    arr = np.linspace(0, 4000, 8 * 32 * 32, dtype=np.float32).reshape(8, 32, 32)
+    arr[0, 0, 0] = 1e6  # one outlier must not squash the rest
+    out = canonical(UnitPixels(arr, (1.0, 1.0)), CFG)
+    assert out.min() == 0.0 and out.max() == 1.0
+    assert 0.4 < out.mean() < 0.6
+
+
+def test_signed_phase_keeps_its_sign():
+    arr = np.linspace(-1000, 1000, 8 * 32 * 32, dtype=np.float32).reshape(8, 32, 32)
+    out = canonical(UnitPixels(arr, (1.0, 1.0)), CFG)
+    assert out.min() == -1.0 and out.max() == 1.0
+    assert out[0].mean() < 0 < out[-1].mean()
+
+
+def test_anisotropic_spacing_keeps_the_physical_aspect_ratio():
+    # 32 rows x 32 cols, rows spaced 2 mm and cols 1 mm: 64 mm tall, 32 mm wide → width is half the height
+    out = canonical(UnitPixels(np.ones((1, 32, 32), np.float32) * 5 + np.eye(32)[None], (2.0, 1.0)), CFG)
+    filled_cols = np.flatnonzero(out[0].sum(axis=0) > 0)
+    filled_rows = np.flatnonzero(out[0].sum(axis=1) > 0)
+    assert len(filled_rows) == 32 and 15 <= len(filled_cols) <= 17
+
+
+def test_nan_and_inf_pixels_are_neutralised():
+    arr = np.random.default_rng(1).random((4, 16, 16)).astype(np.float32)
+    arr[0, :4] = np.nan
+    arr[1, 0, 0] = np.inf
+    out = canonical(UnitPixels(arr, (1.0, 1.0)), CFG)
+    assert np.isfinite(out).all()
+
+
+def test_constant_image_gives_zeros_not_nan():
+    out = canonical(UnitPixels(np.full((2, 10, 10), 7.0, np.float32), (1.0, 1.0)), CFG)
+    assert np.isfinite(out).all() and out.max() == 0.0

@@ -1,0 +1,103 @@
+"""A tiny end-to-end run: train, publish, predict, resume after an interruption."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepmcat import checkpoint
+from deepmcat.config import DeepMCATConfig
+from deepmcat.data import load_collection
+from deepmcat.inference import Model
+from deepmcat.trainer import Trainer, uniform_cluster_sample
+
+
+def tiny_config() -> DeepMCATConfig:
+    cfg = DeepMCATConfig()
+    cfg.preprocess.frames, cfg.preprocess.size = 4, 32
+    cfg.cluster.clusters, cfg.cluster.nredo = 4, 1
+    cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.batch_size, cfg.train.device = 2, 1, 8, "cpu"
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def collection(tiny_phantoms):
+    return load_collection(tiny_phantoms, tiny_config().preprocess, workers=1, progress=False)
+
+
+def test_train_publishes_a_model_that_predicts(collection, tmp_path):
+    cfg = tiny_config()
+    ids = [u.unit_id for u in collection.units]
+    result = Trainer(cfg, tmp_path, progress=False).fit(collection.tensors, ids)
+    assert (tmp_path / checkpoint.MODEL).is_file() and (tmp_path / "model.pt.sha256").is_file()
+    assert len(result.history) == 3 and result.history[0]["stage"] == "warm-up"
+    assert "nmi_prev" in result.history[2] and 0.0 <= result.history[2]["nmi_prev"] <= 1.0
+    assert len(result.assignments) == len(ids) and set(result.assignments) <= set(range(4))
+
+    model = Model(tmp_path, device="cpu")
+    preds = model.predict(collection.tensors, k=3)
+    assert len(preds) == len(ids)
+    for p in preds:
+        assert 0.0 <= p.confidence <= 1.0 and len(p.topk) == 3
+        assert p.topk[0]["cluster"] == p.cluster
+        assert p.topk[0]["confidence"] >= p.topk[1]["confidence"] >= p.topk[2]["confidence"]
+        assert abs(sum(t["confidence"] for t in p.topk) - 1.0) < 1.0 + 1e-6
+    # the training set's own assignment is reproduced by inference on the same tensors
+    agreement = np.mean([p.cluster for p in preds] == result.assignments)
+    assert agreement > 0.9
+    model.save_names({0: "cine_sax"})
+    assert Model(tmp_path, device="cpu").predict(collection.tensors[:1])[0].category in (
+        "cine_sax", *(f"cluster_{i:02d}" for i in range(4)))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(collection, tmp_path):
+    cfg = tiny_config()
+    ids = [u.unit_id for u in collection.units]
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(cfg, tmp_path, progress=False, on_epoch=stop_after_two).fit(collection.tensors, ids)
+    assert not (tmp_path / checkpoint.MODEL).exists()  # nothing published by a run that did not end
+    saved = checkpoint.load(tmp_path / checkpoint.CHECKPOINT)
+    assert saved["epoch"] == 2
+
+    seen = []
+    result = Trainer(cfg, tmp_path, progress=False, on_epoch=seen.append).fit(collection.tensors, ids)
+    assert [r["epoch"] for r in seen] == [3]  # only the missing epoch ran
+    assert result.history[:2] == saved["history"]
+    assert (tmp_path / checkpoint.MODEL).is_file()
+
+
+def test_a_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+    (tmp_path / checkpoint.MODEL).write_bytes(b"garbage")
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable DeepMCAT model"):
+        Model(tmp_path, device="cpu")
+    checkpoint.save({"format": "deepmcat"}, tmp_path / "x.pt")
+    (tmp_path / "x.pt").write_bytes((tmp_path / "x.pt").read_bytes()[:-3] + b"abc")
+    with pytest.raises(checkpoint.CheckpointError, match="checksum"):
+        checkpoint.load(tmp_path / "x.pt")
+
+
+def test_uniform_sampling_draws_every_cluster_equally():
+    assignments = np.array([0] * 95 + [1] * 4 + [2] * 1)
+    picks = uniform_cluster_sample(assignments, 300, np.random.default_rng(0))
+    counts = np.bincount(assignments[picks], minlength=3)
+    assert list(counts) == [100, 100, 100]
+
+
+def test_bad_parameters_are_refused(collection, tmp_path):
+    cfg = tiny_config()
+    cfg.cluster.clusters = 10_000
+    with pytest.raises(ValueError, match="cannot make"):
+        Trainer(cfg, tmp_path, progress=False).fit(collection.tensors, [u.unit_id for u in collection.units])
+    cfg = tiny_config()
+    cfg.train.device = "tpu"
+    with pytest.raises(ValueError, match="unknown device"):
+        Trainer(cfg, tmp_path)
