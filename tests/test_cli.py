@@ -93,3 +93,12 @@ def test_console_script_is_installed():
     script = Path(sys.executable).with_name("deepmcat")
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("deepmcat ")
+
+
+def test_demo_runs_end_to_end_and_prints_the_table(tmp_path, capsys):
+    code = main(["demo", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "model"), "--subjects", "1",
+                 "--epochs", "1", "--warmup-epochs", "1", "--device", "cpu", "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| unit |" in out and "purity" in out
+    assert (tmp_path / "model" / "model.pt").is_file() and (tmp_path / "model" / "predictions.csv").is_file()

@@ -22,7 +22,7 @@ def tiny_config() -> DeepMCATConfig:
 
 @pytest.fixture(scope="module")
 def collection(tiny_phantoms):
-    return load_collection(tiny_phantoms, tiny_config().preprocess, workers=1, progress=False)
+    return load_collection(tiny_phantoms, tiny_config().preprocess, progress=False)
 
 
 def test_train_publishes_a_model_that_predicts(collection, tmp_path):
@@ -101,3 +101,41 @@ def test_bad_parameters_are_refused(collection, tmp_path):
     cfg.train.device = "tpu"
     with pytest.raises(ValueError, match="unknown device"):
         Trainer(cfg, tmp_path)
+
+
+def test_group_contrastive_rewards_aligned_groups():
+    import torch
+
+    from deepmcat.trainer import group_contrastive
+
+    torch.manual_seed(0)
+    base = torch.randn(4, 16)
+    groups = torch.tensor([0, 0, 1, 1])
+    aligned = group_contrastive(base[[0, 0, 2, 2]], base[[0, 0, 2, 2]], groups)
+    mixed = group_contrastive(base[[0, 2, 0, 2]], base[[0, 2, 0, 2]], groups)
+    assert aligned < mixed
+    singletons = group_contrastive(base, base + 0.01, torch.arange(4))
+    assert torch.isfinite(singletons) and singletons < mixed
+
+
+def test_acquisition_level_clustering_keeps_rare_acquisition_types():
+    from deepmcat.clustering import fit_clusters
+    from deepmcat.config import ClusterConfig
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8)) * 3
+    feats, groups, truth = [], [], []
+    for acq in range(30):  # type 0: 10 stacks of 20 slices that drift; types 1, 2: 10 single images each
+        kind = 0 if acq < 10 else 1 + acq % 2
+        n = 20 if kind == 0 else 1
+        drift = np.linspace(-2, 2, n)[:, None] * np.eye(8)[0] if kind == 0 else 0
+        feats.append(centres[kind] + drift + rng.normal(0, 0.3, (n, 8)))
+        groups += [acq] * n
+        truth += [kind] * n
+    feats, groups, truth = np.concatenate(feats).astype(np.float32), np.array(groups), np.array(truth)
+    _, result = fit_clusters(feats, 3, ClusterConfig(pca_dim=8, nredo=3), groups=groups)
+    for g in np.unique(groups):  # one acquisition, one cluster
+        assert len(set(result.assignments[groups == g])) == 1
+    from deepmcat.metrics import evaluate
+
+    assert evaluate(truth, result.assignments)["worst_recall"] == 1.0

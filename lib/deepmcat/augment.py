@@ -1,4 +1,5 @@
-"""Batched MR augmentation on the training device (random affine, gamma, bias field, noise, cine phase).
+"""Batched MR augmentation on the training device (rotated random resized crop, gamma, bias field, noise,
+cine phase).
 
 Written with torch's affine_grid/grid_sample so that a whole batch is warped in one call on the GPU (MONAI's
 per-sample Rand* transforms would run item by item in the data loader, the CPU bottleneck here).
@@ -16,8 +17,9 @@ import torch.nn.functional as F
 @dataclass
 class AugmentConfig:
     rotate_deg: float = 15.0
-    scale: tuple[float, float] = (0.85, 1.15)
-    translate: float = 0.08
+    #: random resized crop (SimCLR): fraction of the field of view's area kept, and aspect-ratio range
+    crop_area: tuple[float, float] = (0.35, 1.0)
+    crop_aspect: tuple[float, float] = (0.75, 1.333)
     gamma: tuple[float, float] = (0.7, 1.5)
     bias: float = 0.3
     noise: float = 0.03
@@ -35,10 +37,14 @@ def augment(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(), generator: to
         return torch.rand(*shape, generator=generator, device="cpu").to(dev)
 
     angle = (rand(b) * 2 - 1) * math.radians(cfg.rotate_deg)
-    scale = cfg.scale[0] + rand(b) * (cfg.scale[1] - cfg.scale[0])
-    shift = (rand(b, 2) * 2 - 1) * cfg.translate * 2
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    area = cfg.crop_area[0] + rand(b) * (cfg.crop_area[1] - cfg.crop_area[0])
+    log_aspect = math.log(cfg.crop_aspect[0]) + rand(b) * math.log(cfg.crop_aspect[1] / cfg.crop_aspect[0])
+    sx = (area * torch.exp(log_aspect)).sqrt().clamp(max=1.0)
+    sy = (area / torch.exp(log_aspect)).sqrt().clamp(max=1.0)
+    shift = (rand(b, 2) * 2 - 1) * torch.stack([1 - sx, 1 - sy], 1)  # the crop stays inside the image
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos * sx, -sin * sy, shift[:, 0]], 1),
+                         torch.stack([sin * sx, cos * sy, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, (b, f, h, w), align_corners=False)
     x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
 

@@ -79,9 +79,11 @@ def read_labels(path: str | Path) -> dict[str, str]:
         raise CLIError(f"labels file not found: {path}")
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"path", "category"} <= set(reader.fieldnames):
+        columns = set(reader.fieldnames or [])
+        key = "path" if "path" in columns else "file"
+        if not {key, "category"} <= columns:
             raise CLIError(f"{path}: a labels CSV needs the columns path,category")
-        return {os.path.normpath(r["path"]): r["category"] for r in reader}
+        return {os.path.normpath(r[key]): r["category"] for r in reader}
 
 
 def unit_truth(units, labels: dict[str, str], root: Path) -> list[str] | None:
@@ -107,7 +109,7 @@ def cmd_train(args) -> None:
 
     cfg = _config_from_args(args)
     tic = time.time()
-    collection = load_collection(args.data, cfg.preprocess, workers=args.workers, progress=not args.quiet)
+    collection = load_collection(args.data, cfg.preprocess, progress=not args.quiet)
     _report_skipped(collection.failed)
     print(f"{collection.n_files} files -> {len(collection.units)} units "
           f"({len({u.series_uid for u in collection.units})} series) in {time.time() - tic:.1f}s")
@@ -120,7 +122,9 @@ def cmd_train(args) -> None:
     print(f"training DeepMCAT on {trainer.device}: {cfg.cluster.clusters} clusters, "
           f"{cfg.train.warmup_epochs}+{cfg.train.epochs} epochs, input {cfg.preprocess.frames}x"
           f"{cfg.preprocess.size}x{cfg.preprocess.size}")
-    result = trainer.fit(collection.tensors, [u.unit_id for u in collection.units], truth, resume=not args.fresh)
+    units = collection.units
+    result = trainer.fit(collection.tensors, [u.unit_id for u in units], truth, resume=not args.fresh,
+                         groups=[u.acquisition for u in units], studies=[u.study for u in units])
     last = result.history[-1]
     extra = ", ".join(f"{k} {last[k]:.3f}" for k in ("nmi_prev", "purity", "nmi") if k in last)
     print(f"model written to {result.model_path} ({time.time() - tic:.1f}s total{'; ' + extra if extra else ''})")
@@ -187,7 +191,7 @@ def cmd_predict(args) -> None:
 
     model = Model(args.model, device=args.device)
     tic = time.time()
-    collection = load_collection(args.data, model.config.preprocess, workers=args.workers, progress=not args.quiet)
+    collection = load_collection(args.data, model.config.preprocess, progress=not args.quiet)
     _report_skipped(collection.failed)
     rows = predict_rows(model, collection, _data_root(args.data))
     write_csv(rows, args.out, PRED_COLUMNS)
@@ -266,12 +270,13 @@ def cmd_demo(args) -> None:
     n_categories = len(set(read_labels(data / "labels.csv").values()))
     train_args = argparse.Namespace(
         data=str(data), out=str(model_dir), clusters=n_categories, device=args.device, seed=args.seed,
-        frames=None, size=None, epochs=args.epochs, warmup_epochs=None, batch_size=None, train_clusters=None,
-        workers=None, labels=str(data / "labels.csv"), fresh=True, quiet=args.quiet)
+        frames=None, size=None, epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=None,
+        train_clusters=None,
+        labels=str(data / "labels.csv"), fresh=True, quiet=args.quiet)
     cmd_train(train_args)
     preds = model_dir / "predictions.csv"
     cmd_predict(argparse.Namespace(model=str(model_dir), data=str(data), out=str(preds), device=args.device,
-                                   workers=None, quiet=args.quiet))
+                                   quiet=args.quiet))
     scores = evaluate_files(preds, data / "labels.csv")
     print("\nDeepMCAT on the demo data (clusters scored against the generator's categories):")
     print(format_scores(scores))
@@ -311,7 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", dest="batch_size", type=_positive(int))
     t.add_argument("--no-uniform", action="store_true", help="sample units, not clusters, uniformly (ablation)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--workers", type=_positive(int))
     t.add_argument("--labels", help="optional labels.csv, only to monitor quality per epoch")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint instead of resuming")
     t.add_argument("--quiet", action="store_true")
@@ -321,7 +325,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", required=True)
     r.add_argument("--out", required=True, help="predictions CSV")
     r.add_argument("--device", default="auto")
-    r.add_argument("--workers", type=_positive(int))
     r.add_argument("--quiet", action="store_true")
 
     e = sub.add_parser("evaluate", help="purity, NMI, ARI, ACC of predictions against labels")
@@ -336,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-model")
     d.add_argument("--subjects", type=_positive(int), default=16)
     d.add_argument("--epochs", type=_positive(int))
+    d.add_argument("--warmup-epochs", dest="warmup_epochs", type=int)
     d.add_argument("--device", default="auto")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quiet", action="store_true")
@@ -349,6 +353,7 @@ COMMANDS = {"generate": cmd_generate, "train": cmd_train, "predict": cmd_predict
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports every SIMD variant it tries
     try:
         COMMANDS[args.command](args)
     except (CLIError, ValueError, FileNotFoundError, CheckpointError, ReadError) as exc:

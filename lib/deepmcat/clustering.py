@@ -71,3 +71,28 @@ def kmeans(x: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0) -> KMeansRe
 def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """(n, k) squared Euclidean distances."""
     return np.maximum((x**2).sum(1)[:, None] - 2 * x @ centroids.T + (centroids**2).sum(1)[None], 0.0)
+
+
+def group_means(features: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Mean feature of each group (groups are 0..G-1 integer ids)."""
+    sums = np.zeros((groups.max() + 1, features.shape[1]), np.float64)
+    np.add.at(sums, groups, features)
+    return (sums / np.bincount(groups)[:, None]).astype(np.float32)
+
+
+def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0,
+                 groups: np.ndarray | None = None) -> tuple[FeatureTransform, KMeansResult]:
+    """PCA + k-means, fitted on acquisitions (group means) when ``groups`` are given and
+    ``cfg.by_acquisition`` is set, else on units.
+
+    One acquisition, one point: a 12-slice short-axis stack weighs as much as a single 4-chamber view, so
+    k-means is not pulled into splitting the dominant acquisition type (most of the units of an imbalanced
+    archive) while it merges the rare ones. Returned assignments are per unit (its acquisition's cluster).
+    """
+    use_groups = groups is not None and cfg.by_acquisition and k <= groups.max() + 1 < len(features)
+    points = group_means(features, groups) if use_groups else features
+    transform = FeatureTransform.fit(points, cfg.pca_dim, cfg.whiten)
+    result = kmeans(transform(points), k, cfg, seed=seed)
+    if use_groups:
+        result.assignments = result.assignments[groups]
+    return transform, result

@@ -39,6 +39,8 @@ class ClusterConfig:
     whiten: bool = False
     niter: int = 30
     nredo: int = 5
+    #: fit PCA and k-means on acquisition means (one point per series and image type) rather than units
+    by_acquisition: bool = True
 
     def n_train_clusters(self, n_samples: int) -> int:
         k = self.train_clusters or 4 * self.clusters
@@ -49,9 +51,9 @@ class ClusterConfig:
 class TrainConfig:
     """The DeepCluster alternation: epochs, optimisation, sampling, augmentation, hardware."""
 
-    epochs: int = 12
+    epochs: int = 20
     #: self-supervised contrastive warm-up epochs before the first clustering
-    warmup_epochs: int = 4
+    warmup_epochs: int = 30
     batch_size: int = 64
     #: "sgd" (DeepCluster's) or "adamw"
     optimizer: str = "sgd"
@@ -64,7 +66,6 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     seed: int = 0
-    num_workers: int = 0
 
 
 @dataclass

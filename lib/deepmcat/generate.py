@@ -58,9 +58,9 @@ def write_dicom_series(spec: SeriesSpec, out_dir: Path, subject: int, number: in
     paths = []
     instance = 0
     frame_uid = generate_uid(entropy_srcs=[study_uid, "frame-of-reference"])
+    series_axes = _orientation(_NORMALS[spec.plane], rng)  # one orientation for a stack's parallel slices
     for s in range(n_slices):
-        normal = _SCOUT_NORMALS[s % 3] if spec.plane == "scout" else _NORMALS[spec.plane]
-        row_dir, col_dir = _orientation(normal, rng)
+        row_dir, col_dir = _orientation(_SCOUT_NORMALS[s % 3], rng) if spec.plane == "scout" else series_axes
         n = np.cross(row_dir, col_dir)
         centre = n * (s - (n_slices - 1) / 2) * spec.slice_gap
         origin = centre - row_dir * cols / 2 * spec.spacing[1] - col_dir * rows / 2 * spec.spacing[0]

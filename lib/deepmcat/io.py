@@ -43,6 +43,16 @@ class Unit:
     #: for volume files with several units (4-D), which slice position this unit is
     slice_index: int | None = None
 
+    @property
+    def acquisition(self) -> str:
+        """Units of one series and image type: one acquisition, hence one category (no label needed)."""
+        return f"{self.series_uid}|{self.meta.get('image_type', '')}"
+
+    @property
+    def study(self) -> str:
+        """The examination (subject) the unit belongs to; its series when the format does not say."""
+        return self.meta.get("study_uid") or self.series_uid
+
 
 @dataclass
 class ScanReport:

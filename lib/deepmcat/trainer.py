@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from deepmcat import __version__, checkpoint
 from deepmcat.augment import augment
-from deepmcat.clustering import FeatureTransform, kmeans, squared_distances
+from deepmcat.clustering import fit_clusters, squared_distances
 from deepmcat.config import DeepMCATConfig
 from deepmcat.metrics import evaluate
 from deepmcat.model import DeepMCATNet
@@ -60,14 +60,35 @@ def extract_features(net: DeepMCATNet, tensors: np.ndarray, device: torch.device
     return np.concatenate(out) if out else np.zeros((0, net.feature_dim), np.float32)
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
-    """SimCLR's normalised-temperature cross entropy between two views of the same batch."""
+def group_contrastive(z1: torch.Tensor, z2: torch.Tensor, groups: torch.Tensor, temperature: float = 0.2
+                      ) -> torch.Tensor:
+    """Contrastive loss over two views of a batch where every view of the same *group* is a positive.
+
+    Groups are acquisition groups (units of one DICOM series with one image type: the slices of a short-axis
+    stack, the planes of a scout), known from the headers without any label. With every unit its own group
+    this is SimCLR's NT-Xent; with series groups it is the supervised-contrastive form (Khosla et al. 2020)
+    fed by DICOM structure, which makes features invariant to slice position within an acquisition.
+    """
     z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    g = torch.cat([groups, groups])
     sim = z @ z.t() / temperature
-    n = z1.shape[0]
-    sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-    return F.cross_entropy(sim, target)
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    positives = (g[:, None] == g[None, :]) & ~self_mask
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    return -(log_prob.masked_fill(~positives, 0).sum(1) / positives.sum(1)).mean()
+
+
+def grouped_order(studies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A permutation that keeps each study's units together (shuffled inside), studies in random order.
+
+    Batches then hold several acquisitions of the same subject, so the contrastive term must tell them apart
+    by what differs between categories rather than by the subject's anatomy.
+    """
+    order = []
+    for study in rng.permutation(np.unique(studies)):
+        order.append(rng.permutation(np.flatnonzero(studies == study)))
+    return np.concatenate(order)
 
 
 def uniform_cluster_sample(assignments: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -114,6 +135,7 @@ class Trainer:
         self.progress = progress
         self.on_epoch = on_epoch
         self.device = resolve_device(cfg.train.device)
+        self.groups: np.ndarray | None = None  # acquisition id of each unit, set by fit()
 
     # -------------------------------------------------------------------------------------------- steps
 
@@ -126,7 +148,7 @@ class Trainer:
             return x, x
         return augment(x, generator=gen), augment(x, generator=gen)
 
-    def _train_pass(self, net, optimizer, tensors, order, labels, gen, desc) -> float:
+    def _train_pass(self, net, optimizer, tensors, order, labels, groups, gen, desc) -> float:
         net.train()
         losses = []
         bar = tqdm(self._batches(order), desc=desc, leave=False, disable=not self.progress)
@@ -136,7 +158,7 @@ class Trainer:
             with autocast(self.device, self.cfg.train.amp):
                 _, logits1, z1 = net(v1)
                 _, logits2, z2 = net(v2)
-                loss = nt_xent(z1, z2)
+                loss = group_contrastive(z1, z2, torch.from_numpy(groups[idx]).to(self.device))
                 if labels is not None:
                     y = torch.from_numpy(labels[idx]).to(self.device)
                     loss = loss + 0.5 * (F.cross_entropy(logits1.float(), y) + F.cross_entropy(logits2.float(), y))
@@ -148,10 +170,7 @@ class Trainer:
         return float(np.mean(losses)) if losses else 0.0
 
     def _cluster(self, features: np.ndarray, k: int, seed: int):
-        c = self.cfg.cluster
-        transform = FeatureTransform.fit(features, c.pca_dim, c.whiten)
-        x = transform(features)
-        return transform, x, kmeans(x, k, c, seed=seed)
+        return fit_clusters(features, k, self.cfg.cluster, seed=seed, groups=self.groups)
 
     def _optimizer(self, params) -> torch.optim.Optimizer:
         t = self.cfg.train
@@ -164,8 +183,13 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- fit
 
     def fit(self, tensors: np.ndarray, unit_ids: Sequence[str], truth: Sequence[str] | None = None,
-            resume: bool = True) -> TrainResult:
-        """Train on ``tensors`` (n, frames, size, size); ``truth`` (optional) is only monitored, never used."""
+            resume: bool = True, groups: Sequence[str] | None = None, studies: Sequence[str] | None = None
+            ) -> TrainResult:
+        """Train on ``tensors`` (n, frames, size, size).
+
+        ``groups`` (acquisition of each unit) and ``studies`` (its examination) come from the headers and
+        shape the contrastive term; ``truth`` (optional) is only monitored, never used for training.
+        """
         cfg, t = self.cfg, self.cfg.train
         n = len(tensors)
         if n < 4:
@@ -175,6 +199,9 @@ class Trainer:
         if tensors.shape[1:] != (cfg.preprocess.frames, cfg.preprocess.size, cfg.preprocess.size):
             raise ValueError(f"tensors of shape {tensors.shape[1:]} do not match the preprocessing config")
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        group_ids = np.unique(list(groups) if groups is not None else list(unit_ids), return_inverse=True)[1]
+        self.groups = group_ids
+        study_ids = np.unique(list(studies) if studies is not None else list(unit_ids), return_inverse=True)[1]
         torch.manual_seed(t.seed)
         rng = np.random.default_rng(t.seed)
         gen = torch.Generator().manual_seed(t.seed)
@@ -208,12 +235,12 @@ class Trainer:
             record: dict = {"epoch": epoch + 1}
             if epoch < t.warmup_epochs:
                 record["stage"] = "warm-up"
-                record["loss"] = self._train_pass(net, optimizer, tensors, rng.permutation(n), None, gen,
-                                                  f"warm-up {epoch + 1}")
+                record["loss"] = self._train_pass(net, optimizer, tensors, grouped_order(study_ids, rng), None,
+                                                  group_ids, gen, f"warm-up {epoch + 1}")
             else:
                 record["stage"] = "cluster"
                 feats = extract_features(net, tensors, self.device, t.amp)
-                _, _, result = self._cluster(feats, k_train, seed=t.seed + epoch)
+                _, result = self._cluster(feats, k_train, seed=t.seed + epoch)
                 labels = result.assignments
                 if prev is not None:
                     record["nmi_prev"] = float(normalized_mutual_info_score(prev, labels))
@@ -223,7 +250,8 @@ class Trainer:
                 head_opt = self._optimizer(net.head.parameters())
                 order = uniform_cluster_sample(labels, n, rng) if t.uniform_sampling else rng.permutation(n)
 
-                record["loss"] = self._train_pass(net, JointOptimizer(optimizer, head_opt), tensors, order, labels, gen, f"epoch {epoch + 1}")
+                record["loss"] = self._train_pass(net, JointOptimizer(optimizer, head_opt), tensors, order, labels,
+                                                  group_ids, gen, f"epoch {epoch + 1}")
             if truth is not None:
                 record.update(self._monitor(net, tensors, truth, epoch))
             record["seconds"] = round(time.time() - tic, 2)
@@ -242,7 +270,7 @@ class Trainer:
 
     def _monitor(self, net, tensors, truth, epoch) -> dict:
         feats = extract_features(net, tensors, self.device, self.cfg.train.amp)
-        _, _, result = self._cluster(feats, self.cfg.cluster.clusters, seed=epoch)
+        _, result = self._cluster(feats, self.cfg.cluster.clusters, seed=epoch)
         scores = evaluate(list(truth), result.assignments)
         return {k: scores[k] for k in ("purity", "nmi", "ari", "acc")}
 
@@ -250,8 +278,9 @@ class Trainer:
         """Final clustering into K categories and the atomic publication of ``model.pt``."""
         cfg = self.cfg
         feats = extract_features(net, tensors, self.device, cfg.train.amp)
-        transform, x, result = self._cluster(feats, cfg.cluster.clusters, seed=cfg.train.seed)
-        d2 = squared_distances(x, result.centroids)
+        transform, result = self._cluster(feats, cfg.cluster.clusters, seed=cfg.train.seed)
+        d2 = squared_distances(transform(feats), result.centroids)
+        result.assignments = d2.argmin(axis=1)  # what inference gives each unit
         temperature = float(np.mean(d2.min(axis=1))) + 1e-6
         state = {
             "format": "deepmcat", "kind": "model", "version": __version__, "config": cfg.to_dict(),
