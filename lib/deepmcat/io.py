@@ -160,11 +160,11 @@ def group_dicom(files: Sequence[str]) -> tuple[list[Unit], list[tuple[str, str]]
         groups[key].append((path, ds))
 
     units: list[Unit] = []
-    for (series_uid, image_type, _), members in sorted(groups.items(), key=lambda kv: kv[0][:2]):
+    for (series_uid, image_type, orientation), members in sorted(groups.items(), key=lambda kv: str(kv[0])):
         meta = _dicom_meta(members[0][1])
         multiframe = [(p, ds) for p, ds in members if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1]
         single = [(p, ds) for p, ds in members if int(getattr(ds, "NumberOfFrames", 1) or 1) <= 1]
-        tag = f"{series_uid}/{zlib.crc32(image_type.encode()) % 10_000:04d}"
+        tag = f"{series_uid}/{zlib.crc32(f'{image_type}{orientation}'.encode()) % 100_000:05d}"
         for i, (path, _) in enumerate(sorted(multiframe)):
             units.append(Unit(f"{tag}/mf{i}", series_uid, [path], "dicom", dict(meta)))
         if not single:
