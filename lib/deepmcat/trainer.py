@@ -161,7 +161,8 @@ class Trainer:
                 loss = group_contrastive(z1, z2, torch.from_numpy(groups[idx]).to(self.device))
                 if labels is not None:
                     y = torch.from_numpy(labels[idx]).to(self.device)
-                    loss = loss + 0.5 * (F.cross_entropy(logits1.float(), y) + F.cross_entropy(logits2.float(), y))
+                    ce = F.cross_entropy(logits1.float(), y) + F.cross_entropy(logits2.float(), y)
+                    loss = loss + self.cfg.train.cluster_weight * ce / 2
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
