@@ -27,9 +27,10 @@ class AugmentConfig:
     roll_frames: float = 0.5
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(), generator: torch.Generator | None = None
+def augment(x: torch.Tensor, cfg: AugmentConfig | None = None, generator: torch.Generator | None = None
             ) -> torch.Tensor:
     """x: (batch, frames, H, W) canonical tensors, values in [0, 1] or signed [-1, 1]."""
+    cfg = cfg or AugmentConfig()
     b, f, h, w = x.shape
     dev = x.device
 
