@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import os
@@ -145,14 +146,18 @@ def _report_skipped(failed: list[tuple[str, str]]) -> None:
 
 
 def predict_rows(model, collection, root: Path) -> list[dict]:
-    """One row per input file; a file holding several units (4-D) carries its series' majority result."""
+    """One row per input file; a file holding several units (4-D) carries its series' majority result.
+
+    The series vote runs per acquisition (series and image type), so flow magnitude and phase stored in one
+    DICOM series keep their own categories.
+    """
     from deepmcat.inference import series_vote
 
     preds = model.predict(collection.tensors, k=3)
-    by_series = defaultdict(list)
+    by_acquisition = defaultdict(list)
     for unit, pred in zip(collection.units, preds):
-        by_series[unit.series_uid].append(pred)
-    series_result = {uid: series_vote(p) for uid, p in by_series.items()}
+        by_acquisition[unit.acquisition].append(pred)
+    series_result = {key: series_vote(p) for key, p in by_acquisition.items()}
     file_units = defaultdict(list)
     for unit, pred in zip(collection.units, preds):
         for f in unit.files:
@@ -160,7 +165,7 @@ def predict_rows(model, collection, root: Path) -> list[dict]:
     rows = []
     for f, members in sorted(file_units.items()):
         unit, pred = members[0]
-        series = series_result[unit.series_uid]
+        series = series_result[unit.acquisition]
         if len(members) > 1:  # several units in one file
             unit_id, pred = f"{unit.series_uid}/*", series
         else:
@@ -176,7 +181,6 @@ def predict_rows(model, collection, root: Path) -> list[dict]:
 
 def write_csv(rows: list[dict], path: str | Path, columns: list[str]) -> None:
     from deepmcat.checkpoint import atomic_write_bytes
-    import io
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)

@@ -91,7 +91,8 @@ def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0
     """
     use_groups = groups is not None and cfg.by_acquisition and k <= groups.max() + 1 < len(features)
     points = group_means(features, groups) if use_groups else features
-    transform = FeatureTransform.fit(points, cfg.pca_dim, cfg.whiten)
+    whiten = cfg.whiten and len(points) >= cfg.whiten_min_points * min(cfg.pca_dim, points.shape[1])
+    transform = FeatureTransform.fit(points, cfg.pca_dim, whiten)
     result = kmeans(transform(points), k, cfg, seed=seed)
     if use_groups:
         result.assignments = result.assignments[groups]

@@ -34,9 +34,11 @@ class ClusterConfig:
     clusters: int = 12
     #: pseudo-label clusters used while training; 0 means 4 x clusters (over-clustering)
     train_clusters: int = 0
-    pca_dim: int = 64
-    #: PCA whitening only helps when many samples per dimension estimate the covariance
-    whiten: bool = False
+    pca_dim: int = 16
+    #: PCA whitening (DeepCluster's eigen power -0.5), applied only when there are at least
+    #: ``whiten_min_points`` points per dimension: fitted on few points it amplifies noise
+    whiten: bool = True
+    whiten_min_points: int = 10
     niter: int = 30
     nredo: int = 5
     #: fit PCA and k-means on acquisition means (one point per series and image type) rather than units
