@@ -66,7 +66,7 @@ class ScanReport:
         n_series = len({u.series_uid for u in self.units})
         text = f"{self.n_files} files -> {n_series} series, {len(self.units)} units"
         if self.skipped:
-            text += f"; skipped {len(self.skipped)} unreadable files"
+            text += f"; skipped {len(self.skipped)} files (not images, or unreadable)"
         return text
 
 
