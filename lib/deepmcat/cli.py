@@ -123,9 +123,7 @@ def cmd_train(args) -> None:
     print(f"training DeepMCAT on {trainer.device}: {cfg.cluster.clusters} clusters, "
           f"{cfg.train.warmup_epochs}+{cfg.train.epochs} epochs, input {cfg.preprocess.frames}x"
           f"{cfg.preprocess.size}x{cfg.preprocess.size}")
-    units = collection.units
-    result = trainer.fit(collection.tensors, [u.unit_id for u in units], truth, resume=not args.fresh,
-                         groups=[u.acquisition for u in units], studies=[u.study for u in units])
+    result = trainer.fit_collection(collection, truth, resume=not args.fresh)
     last = result.history[-1]
     extra = ", ".join(f"{k} {last[k]:.3f}" for k in ("nmi_prev", "purity", "nmi") if k in last)
     print(f"model written to {result.model_path} ({time.time() - tic:.1f}s total{'; ' + extra if extra else ''})")
@@ -275,8 +273,7 @@ def cmd_demo(args) -> None:
     train_args = argparse.Namespace(
         data=str(data), out=str(model_dir), clusters=n_categories, device=args.device, seed=args.seed,
         frames=None, size=None, epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=None,
-        train_clusters=None,
-        labels=str(data / "labels.csv"), fresh=True, quiet=args.quiet)
+        train_clusters=None, labels=str(data / "labels.csv"), fresh=True, quiet=args.quiet)
     cmd_train(train_args)
     preds = model_dir / "predictions.csv"
     cmd_predict(argparse.Namespace(model=str(model_dir), data=str(data), out=str(preds), device=args.device,

@@ -27,6 +27,7 @@ from deepmcat import __version__, checkpoint
 from deepmcat.augment import augment
 from deepmcat.clustering import fit_clusters, squared_distances
 from deepmcat.config import DeepMCATConfig
+from deepmcat.data import Collection
 from deepmcat.metrics import evaluate
 from deepmcat.model import DeepMCATNet
 
@@ -268,6 +269,13 @@ class Trainer:
             if self.on_epoch:
                 self.on_epoch(dict(record, total_epochs=total))
         return self._publish(net, tensors, unit_ids, history, fp)
+
+    def fit_collection(self, collection: Collection, truth: Sequence[str] | None = None, resume: bool = True
+                       ) -> TrainResult:
+        """:meth:`fit` on a loaded collection, with acquisitions and studies taken from its units' headers."""
+        units = collection.units
+        return self.fit(collection.tensors, [u.unit_id for u in units], truth, resume=resume,
+                        groups=[u.acquisition for u in units], studies=[u.study for u in units])
 
     def _monitor(self, net, tensors, truth, epoch) -> dict:
         feats = extract_features(net, tensors, self.device, self.cfg.train.amp)
