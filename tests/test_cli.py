@@ -97,7 +97,7 @@ def test_console_script_is_installed():
 
 def test_demo_runs_end_to_end_and_prints_the_table(tmp_path, capsys):
     code = main(["demo", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "model"), "--subjects", "1",
-                 "--epochs", "1", "--warmup-epochs", "1", "--device", "cpu", "--quiet"])
+                 "--epochs", "1", "--warmup-epochs", "1", "--device", "cpu", "--quiet", "--no-serve"])
     assert code == 0
     out = capsys.readouterr().out
     assert "| unit |" in out and "purity" in out

@@ -281,6 +281,40 @@ def cmd_demo(args) -> None:
     scores = evaluate_files(preds, data / "labels.csv")
     print("\nDeepMCAT on the demo data (clusters scored against the generator's categories):")
     print(format_scores(scores))
+    if args.no_serve:
+        return
+    studies = Path(args.studies)
+    if not any(studies.glob("*.nii.gz")):
+        from deepmcat.generate import generate
+
+        print(f"\nwriting a small NIfTI studies folder for the server in {studies} ...")
+        generate(studies, subjects=4, seed=args.seed + 1, balanced=False, fmt="nifti", progress=not args.quiet)
+    serve_args = argparse.Namespace(model=str(model_dir), studies=str(studies), host=args.host, port=args.port,
+                                    app=None, conf=[f"clusters={n_categories}", f"device={args.device}"])
+    cmd_serve(serve_args)
+
+
+def cmd_serve(args) -> None:
+    """Replace this process by ``monailabel start_server`` with the DeepMCAT app over ``--studies``."""
+    from deepmcat.serve import command, default_app_dir, server_env
+
+    app_dir = Path(args.app) if args.app else default_app_dir()
+    conf = {"model_dir": str(Path(args.model).resolve())}
+    for item in args.conf or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--conf takes key=value, got {item!r}")
+        conf[key] = value
+    studies = Path(args.studies)
+    if not studies.is_dir():
+        raise CLIError(f"studies folder not found: {studies}")
+    example = next((p.name.split(".nii")[0] for p in sorted(studies.glob("*.nii*"))), "IMAGE_ID")
+    url = f"http://{args.host}:{args.port}"
+    print(f"\nserving {conf['model_dir']} with MONAI Label at {url} (studies: {studies}); Ctrl-C stops it.\n"
+          f"  try: curl -X POST '{url}/infer/deepmcat?image={example}'\n"
+          f"  3D Slicer: the DeepMCAT module (plugins/slicer) with server {url}", flush=True)
+    cmd = command(app_dir, str(studies.resolve()), args.host, args.port, conf)
+    os.execvpe(cmd[0], cmd, server_env())
 
 
 # ---------------------------------------------------------------------------------------------- argparse
@@ -344,11 +378,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quiet", action="store_true")
+    d.add_argument("--no-serve", dest="no_serve", action="store_true",
+                   help="stop after the quality table instead of serving the model with MONAI Label")
+    d.add_argument("--studies", default="demo-studies", help="NIfTI studies folder the server manages")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=_positive(int), default=8000)
+
+    v = sub.add_parser("serve", help="serve a trained model with MONAI Label (monailabel start_server)")
+    v.add_argument("--model", required=True, help="model folder (model.pt)")
+    v.add_argument("--studies", required=True, help="studies folder (NIfTI/NRRD) or a DICOMweb URL")
+    v.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    v.add_argument("--port", type=_positive(int), default=8000)
+    v.add_argument("--app", help="the MONAI Label app folder (default: apps/deepmcat of this source tree)")
+    v.add_argument("--conf", action="append", metavar="KEY=VALUE", help="app setting, e.g. clusters=12")
     return p
 
 
 COMMANDS = {"generate": cmd_generate, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -13,8 +17,12 @@ import torch
 from deepmcat import checkpoint
 from deepmcat.clustering import FeatureTransform, squared_distances
 from deepmcat.config import DeepMCATConfig
+from deepmcat.data import load_units
+from deepmcat.io import ReadError, Unit, scan
 from deepmcat.model import DeepMCATNet
 from deepmcat.trainer import extract_features, resolve_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,6 +31,8 @@ class Prediction:
     category: str
     confidence: float
     topk: list[dict]
+    #: squared distance to the cluster's centroid (how typical of its cluster the unit is)
+    distance: float = 0.0
 
 
 class Model:
@@ -58,6 +68,7 @@ class Model:
         return {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
 
     def save_names(self, names: dict[int, str]) -> None:
+        """Replace the cluster names (written atomically beside the model)."""
         unknown = [k for k in names if not 0 <= int(k) < len(self.centroids)]
         if unknown:
             raise ValueError(f"clusters {unknown} do not exist (the model has {len(self.centroids)})")
@@ -72,25 +83,29 @@ class Model:
         """PCA-projected, L2-normalised features (what the centroids live in)."""
         return self.transform(extract_features(self.net, tensors, self.device, self.config.train.amp))
 
-    def probabilities(self, tensors: np.ndarray) -> np.ndarray:
-        """(n, k) softmax over negative squared distances to the centroids.
+    def distances(self, tensors: np.ndarray) -> np.ndarray:
+        """(n, k) squared distances to the centroids in the embedding space."""
+        return squared_distances(self.embed(tensors), self.centroids)
+
+    def probabilities(self, d2: np.ndarray) -> np.ndarray:
+        """(n, k) softmax over negative squared distances ``d2`` to the centroids.
 
         The temperature is the mean squared distance of training units to their centroid, so a unit as close
         to its centroid as a typical member, and much farther from the others, gets a confidence near 1.
         """
-        d2 = squared_distances(self.embed(tensors), self.centroids)
-        logits = torch.from_numpy(-d2 / self.temperature)
-        return torch.softmax(logits, dim=1).numpy()
+        return torch.softmax(torch.from_numpy(-d2 / self.temperature), dim=1).numpy()
 
     def predict(self, tensors: np.ndarray, k: int = 3) -> list[Prediction]:
         if len(tensors) == 0:
             return []
-        probs = self.probabilities(tensors)
+        d2 = self.distances(tensors)
+        probs = self.probabilities(d2)
         out = []
-        for row in probs:
+        for row, dist in zip(probs, d2):
             order = np.argsort(-row)[: max(1, k)]
             topk = [{"cluster": int(c), "category": self.category(c), "confidence": float(row[c])} for c in order]
-            out.append(Prediction(int(order[0]), self.category(order[0]), float(row[order[0]]), topk))
+            out.append(Prediction(int(order[0]), self.category(order[0]), float(row[order[0]]), topk,
+                                  float(dist[order[0]])))
         return out
 
 
@@ -103,4 +118,84 @@ def series_vote(predictions: list[Prediction]) -> Prediction:
     best = max(votes, key=lambda c: (votes[c], conf[c]))
     members = [p for p in predictions if p.cluster == best]
     mean_conf = float(np.mean([p.confidence for p in members])) * votes[best] / len(predictions)
-    return Prediction(best, members[0].category, mean_conf, members[0].topk)
+    mean_dist = float(np.mean([p.distance for p in members]))
+    return Prediction(best, members[0].category, mean_conf, members[0].topk, mean_dist)
+
+
+def describe(model: Model, units: Sequence[Unit], predictions: Sequence[Prediction]) -> dict:
+    """The JSON answer for one input (a file or a series): its category by vote over its units, with each
+    unit's own result when there are several (a 4-D short-axis stack, a three-plane scout)."""
+    if not predictions:
+        raise ValueError("no units to describe")
+    series = series_vote(list(predictions))
+    answer = {
+        "category": series.category, "cluster": series.cluster, "confidence": round(series.confidence, 4),
+        "topk": series.topk, "distance": round(series.distance, 5), "n_units": len(predictions),
+        "model": {"version": model.info["version"], "trained_at": model.info["trained_at"]},
+    }
+    if len(predictions) > 1:
+        answer["units"] = [
+            {"unit": u.unit_id, "category": p.category, "cluster": p.cluster, "confidence": round(p.confidence, 4)}
+            for u, p in zip(units, predictions)
+        ]
+    return answer
+
+
+def classify_path(model: Model, path: str | Path, k: int = 3) -> dict:
+    """:func:`describe` of everything in one file or folder (one datastore image, one upload).
+
+    Raises :class:`ReadError` naming the problem when it holds no readable image.
+    """
+    report = scan(path)
+    if not report.units:
+        raise ReadError(report.skipped[0][1] if report.skipped else f"no files in {Path(path).name}")
+    collection = load_units(report.units, model.config.preprocess, progress=False)
+    if not collection.units:
+        raise ReadError(collection.failed[0][1])
+    return describe(model, collection.units, model.predict(collection.tensors, k))
+
+
+class ModelCache:
+    """The published model of a folder, loaded once and reloaded only when ``model.pt`` or the cluster names
+    change on disk; while a new model is being published (or is unreadable) the previous one keeps serving."""
+
+    def __init__(self, model_dir: str | Path, device: str = "auto"):
+        self.model_dir = Path(model_dir)
+        self.device = device
+        self._lock = threading.Lock()
+        self._model: Model | None = None
+        self._stamp: tuple | None = None
+
+    def _file_stamp(self) -> tuple | None:
+        stamps = []
+        for name in (checkpoint.MODEL, checkpoint.MODEL + ".sha256", checkpoint.NAMES):
+            try:
+                st = os.stat(self.model_dir / name)
+                stamps.append((st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                stamps.append(None)
+        return tuple(stamps) if stamps[0] is not None else None
+
+    @property
+    def available(self) -> bool:
+        return self._file_stamp() is not None
+
+    def get(self) -> Model:
+        """The current model; raises :class:`checkpoint.CheckpointError` when none was ever published."""
+        with self._lock:
+            stamp = self._file_stamp()
+            if stamp is None and self._model is None:
+                raise checkpoint.CheckpointError(f"no DeepMCAT model is trained yet in {self.model_dir}")
+            if stamp is not None and stamp != self._stamp:
+                try:
+                    if self._model is not None and stamp[0] == self._stamp[0] and stamp[1] == self._stamp[1]:
+                        self._model.names = self._model.load_names()  # only the names changed
+                    else:
+                        self._model = Model(self.model_dir, device=self.device)
+                    self._stamp = stamp
+                except checkpoint.CheckpointError:
+                    if self._model is None:
+                        raise
+                    log.warning("could not load the new model in %s yet; serving the previous one", self.model_dir)
+            return self._model
+

@@ -287,12 +287,17 @@ def volume_units(path: str) -> list[Unit]:
     """Units of one volume file: one for a 2-D/3-D image, one per slice position for a 4-D image."""
     import itk
 
+    # the ImageIO alone reads the header without instantiating a templated image type, so a 5-D file is
+    # reported as such rather than failing inside ITK's wrapping
+    io = itk.ImageIOFactory.CreateImageIO(path, itk.CommonEnums.IOFileMode_ReadMode)
+    if io is None:
+        raise ReadError(f"{Path(path).name}: not a readable image volume (no ITK reader accepts it)")
     try:
-        reader = itk.ImageFileReader.New(FileName=path)
-        reader.UpdateOutputInformation()
-        io = reader.GetImageIO()
+        io.SetFileName(path)
+        io.ReadImageInformation()
     except Exception as exc:
-        raise ReadError(f"{path}: cannot read image header ({type(exc).__name__}: {exc})") from exc
+        raise ReadError(f"{Path(path).name}: cannot read image header ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[-1][:200]})") from exc
     dims = [io.GetDimensions(i) for i in range(io.GetNumberOfDimensions())]
     if io.GetNumberOfDimensions() > 4:
         raise ReadError(f"{path}: {len(dims)}-D images are not supported (2-D, 3-D or 4-D expected)")

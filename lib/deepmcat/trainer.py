@@ -185,12 +185,15 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- fit
 
     def fit(self, tensors: np.ndarray, unit_ids: Sequence[str], truth: Sequence[str] | None = None,
-            resume: bool = True, groups: Sequence[str] | None = None, studies: Sequence[str] | None = None
-            ) -> TrainResult:
+            resume: bool = True, groups: Sequence[str] | None = None, studies: Sequence[str] | None = None,
+            labels: Sequence[str | None] | None = None) -> TrainResult:
         """Train on ``tensors`` (n, frames, size, size).
 
         ``groups`` (acquisition of each unit) and ``studies`` (its examination) come from the headers and
         shape the contrastive term; ``truth`` (optional) is only monitored, never used for training.
+        ``labels`` (optional, None for unlabelled units) are clinicians' categories: the contrastive term
+        treats all units carrying the same label as positives of each other, across studies, which pulls
+        each named category together and apart from the others.
         """
         cfg, t = self.cfg, self.cfg.train
         n = len(tensors)
@@ -201,8 +204,12 @@ class Trainer:
         if tensors.shape[1:] != (cfg.preprocess.frames, cfg.preprocess.size, cfg.preprocess.size):
             raise ValueError(f"tensors of shape {tensors.shape[1:]} do not match the preprocessing config")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        group_ids = np.unique(list(groups) if groups is not None else list(unit_ids), return_inverse=True)[1]
-        self.groups = group_ids
+        acquisitions = list(groups) if groups is not None else list(unit_ids)
+        self.groups = np.unique(acquisitions, return_inverse=True)[1]
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for {n} units")
+        contrast = [f"label:{lab}" if lab else f"acq:{acq}" for acq, lab in zip(acquisitions, labels or [None] * n)]
+        group_ids = np.unique(contrast, return_inverse=True)[1]
         study_ids = np.unique(list(studies) if studies is not None else list(unit_ids), return_inverse=True)[1]
         torch.manual_seed(t.seed)
         rng = np.random.default_rng(t.seed)
@@ -215,7 +222,7 @@ class Trainer:
         history: list[dict] = []
         prev: np.ndarray | None = None
         start_epoch = 0
-        fp = fingerprint(unit_ids)
+        fp = fingerprint(unit_ids if labels is None else [f"{u}={lab or ''}" for u, lab in zip(unit_ids, labels)])
 
         ckpt_path = self.out_dir / checkpoint.CHECKPOINT
         if resume and ckpt_path.exists():
@@ -270,12 +277,12 @@ class Trainer:
                 self.on_epoch(dict(record, total_epochs=total))
         return self._publish(net, tensors, unit_ids, history, fp)
 
-    def fit_collection(self, collection: Collection, truth: Sequence[str] | None = None, resume: bool = True
-                       ) -> TrainResult:
+    def fit_collection(self, collection: Collection, truth: Sequence[str] | None = None, resume: bool = True,
+                       labels: Sequence[str | None] | None = None) -> TrainResult:
         """:meth:`fit` on a loaded collection, with acquisitions and studies taken from its units' headers."""
         units = collection.units
         return self.fit(collection.tensors, [u.unit_id for u in units], truth, resume=resume,
-                        groups=[u.acquisition for u in units], studies=[u.study for u in units])
+                        groups=[u.acquisition for u in units], studies=[u.study for u in units], labels=labels)
 
     def _monitor(self, net, tensors, truth, epoch) -> dict:
         feats = extract_features(net, tensors, self.device, self.cfg.train.amp)

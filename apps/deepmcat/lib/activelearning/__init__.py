@@ -1,0 +1,3 @@
+from .strategies import ClusterRepresentative, LabelConflict, LeastConfident
+
+__all__ = ["ClusterRepresentative", "LabelConflict", "LeastConfident"]

@@ -1,0 +1,95 @@
+"""The datastore seen through the model: clinicians' categories, every image's cluster score, cluster names.
+
+Shared by the label callback, scoring and the active-learning strategies so that they agree. Scores are kept
+in each image's info (``info["deepmcat"]``), stamped with the model's ``trained_at``; a score made by an
+older model is recomputed on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
+
+from deepmcat.inference import Model, classify_path
+from deepmcat.io import ReadError
+from deepmcat.naming import Naming, name_clusters
+
+log = logging.getLogger(__name__)
+
+SCORE_KEY = "deepmcat"
+TAG = DefaultLabelTag.FINAL.value
+
+
+def label_category(datastore: Datastore, image_id: str) -> str | None:
+    """A clinician's category for an image: ``params.category`` of its final label, else the ``category``
+    field of the label's JSON file; None when it has no (readable) label."""
+    label_id = datastore.get_label_by_image_id(image_id, TAG)
+    if not label_id:
+        return None
+    info = datastore.get_label_info(label_id, TAG) or {}
+    category = info.get("category") or (info.get("params") or {}).get("category")
+    if not category:
+        uri = datastore.get_label_uri(label_id, TAG)
+        try:
+            with open(uri) as fh:
+                category = json.load(fh).get("category")
+        except (OSError, ValueError, AttributeError):
+            return None
+    if not isinstance(category, str):
+        return None
+    return category.strip() or None
+
+
+def clinician_labels(datastore: Datastore) -> dict[str, str]:
+    labels = {}
+    for image_id in datastore.get_labeled_images(TAG):
+        category = label_category(datastore, image_id)
+        if category:
+            labels[image_id] = category
+    return labels
+
+
+def image_score(model: Model, path: str) -> dict:
+    answer = classify_path(model, path, k=1)
+    return {key: answer[key] for key in ("cluster", "category", "confidence", "distance", "n_units")} | {
+        "trained_at": model.info["trained_at"]}
+
+
+def image_scores(datastore: Datastore, model: Model, refresh: bool = False) -> dict[str, dict]:
+    """Every readable image's score under ``model``, computing (and storing) those missing or stale."""
+    scores = {}
+    for image_id in datastore.list_images():
+        info = datastore.get_image_info(image_id) or {}
+        score = info.get(SCORE_KEY)
+        if refresh or not score or score.get("trained_at") != model.info["trained_at"]:
+            path = datastore.get_image_uri(image_id)
+            try:
+                score = image_score(model, path)
+            except (ReadError, ValueError, OSError) as exc:
+                log.warning("cannot score %s: %s", image_id, exc)
+                continue
+            datastore.update_image_info(image_id, {SCORE_KEY: score})
+        scores[image_id] = score
+    return scores
+
+
+def current_naming(datastore: Datastore, model: Model, scores: dict[str, dict] | None = None) -> Naming:
+    scores = image_scores(datastore, model) if scores is None else scores
+    return name_clusters({i: s["cluster"] for i, s in scores.items()}, clinician_labels(datastore))
+
+
+def publish_names(datastore: Datastore, model: Model, scores: dict[str, dict] | None = None) -> Naming:
+    """Name the model's clusters from the clinicians' labels and save the names beside the model."""
+    naming = current_naming(datastore, model, scores)
+    model.save_names(naming.names)
+    if naming.conflicts:
+        log.info("%d labelled images disagree with their cluster's name", len(naming.conflicts))
+    return naming
+
+
+def image_path(datastore: Datastore, image_id: str) -> str | None:
+    path = datastore.get_image_uri(image_id)
+    return path if path and os.path.exists(path) else None

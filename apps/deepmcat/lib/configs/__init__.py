@@ -1,0 +1,3 @@
+from .deepmcat import AppSettings, DeepMCATTaskConfig
+
+__all__ = ["AppSettings", "DeepMCATTaskConfig"]

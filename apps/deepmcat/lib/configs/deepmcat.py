@@ -1,0 +1,121 @@
+"""The app's settings (``--conf key value``) and the TaskConfig that builds its infer/train/strategy tasks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+from monailabel.interfaces.config import TaskConfig
+
+from deepmcat.config import DeepMCATConfig
+from deepmcat.inference import ModelCache
+
+MODEL = "deepmcat"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Everything an admin can set with ``--conf`` (and a train request can override, see TRAIN_KEYS)."""
+
+    clusters: int = 12
+    epochs: int = 5
+    warmup_epochs: int = 45
+    frames: int = 8
+    size: int = 64
+    batch_size: int = 64
+    device: str = "auto"
+    seed: int = 0
+    #: how many alternatives an answer lists
+    topk: int = 3
+    #: uploads larger than this are refused (413) before they are read
+    max_upload_mb: int = 1024
+    #: where model.pt, its checkpoint, train_stats.json and cluster_names.json live
+    model_dir: str = ""
+
+    TRAIN_KEYS = ("clusters", "epochs", "warmup_epochs", "frames", "size", "batch_size", "device", "seed")
+
+    @classmethod
+    def parse(cls, conf: Mapping[str, Any], default_model_dir: str) -> "AppSettings":
+        """Typed settings from string ``conf`` values; a bad value raises ValueError naming the key."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {"model_dir": default_model_dir}
+        for key, raw in conf.items():
+            if key not in known:
+                continue  # MONAI Label passes its own keys (models, preload, ...) through conf as well
+            values[key] = cls._convert(key, raw, known[key].type)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    @staticmethod
+    def _convert(key: str, raw: Any, kind: Any) -> Any:
+        if kind in ("int", int):
+            try:
+                return int(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"setting {key!r} must be an integer, got {raw!r}") from None
+        return str(raw)
+
+    def validate(self) -> None:
+        for key in ("clusters", "epochs", "frames", "size", "batch_size", "topk", "max_upload_mb"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"setting {key!r} must be at least 1, got {getattr(self, key)}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"setting 'warmup_epochs' must be >= 0, got {self.warmup_epochs}")
+        if self.clusters < 2:
+            raise ValueError(f"setting 'clusters' must be at least 2, got {self.clusters}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ValueError(f"setting 'device' must be auto, cpu or cuda, got {self.device!r}")
+
+    def overridden(self, request: Mapping[str, Any]) -> "AppSettings":
+        """These settings with a train request's values for TRAIN_KEYS."""
+        known = {f.name: f for f in fields(self)}
+        changes = {k: self._convert(k, request[k], known[k].type) for k in self.TRAIN_KEYS if k in request}
+        settings = replace(self, **changes)
+        settings.validate()
+        return settings
+
+    def deepmcat_config(self) -> DeepMCATConfig:
+        cfg = DeepMCATConfig()
+        cfg.cluster.clusters = self.clusters
+        cfg.preprocess.frames, cfg.preprocess.size = self.frames, self.size
+        t = cfg.train
+        t.epochs, t.warmup_epochs, t.batch_size = self.epochs, self.warmup_epochs, self.batch_size
+        t.device, t.seed = self.device, self.seed
+        return cfg
+
+
+class DeepMCATTaskConfig(TaskConfig):
+    """One model, ``deepmcat``: its inference, training, scoring and active-learning strategies share one
+    ModelCache, so the published model is loaded once per process and reloaded only when it changes."""
+
+    def init(self, name: str, model_dir: str, conf: dict, planner: Any, **kwargs):
+        super().init(name, model_dir, conf, planner, **kwargs)
+        self.settings = AppSettings.parse(conf, os.path.join(model_dir, name))
+        self.path = os.path.join(self.settings.model_dir, "model.pt")
+        self.models = ModelCache(self.settings.model_dir, device=self.settings.device)
+
+    def infer(self):
+        from lib.infers import CategoryInfer
+
+        return {self.name: CategoryInfer(self.settings, self.models)}
+
+    def trainer(self):
+        from lib.trainers import DeepMCATTrain
+
+        return DeepMCATTrain(self.settings, self.models)
+
+    def strategy(self):
+        from lib.activelearning import ClusterRepresentative, LabelConflict, LeastConfident
+
+        return {
+            "least_confident": LeastConfident(self.models),
+            "cluster_representative": ClusterRepresentative(self.models),
+            "label_conflict": LabelConflict(self.models),
+        }
+
+    def scoring_method(self):
+        from lib.scoring import ClusterScoring
+
+        return {"deepmcat_clusters": ClusterScoring(self.models)}

@@ -1,0 +1,3 @@
+from .category import CategoryInfer
+
+__all__ = ["CategoryInfer"]

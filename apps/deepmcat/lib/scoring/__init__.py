@@ -1,0 +1,3 @@
+from .cluster_scoring import ClusterScoring
+
+__all__ = ["ClusterScoring"]

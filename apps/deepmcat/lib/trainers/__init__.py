@@ -1,0 +1,3 @@
+from .deepmcat import DeepMCATTrain
+
+__all__ = ["DeepMCATTrain"]

@@ -1,0 +1,106 @@
+"""``POST /train/deepmcat``: DeepMCAT on every datastore image, clinicians' labels used where present.
+
+MONAI Label runs this in a subprocess; stopping the task kills it. The trainer checkpoints each epoch and
+publishes ``model.pt`` atomically only at the end, so the server keeps answering with the previous model
+during training and a stopped or failed run publishes nothing. Progress goes to ``train_stats.json`` (read
+by ``/info`` and ``GET /train/``) and to stdout (the task's log lines).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.train import TrainTask
+
+from deepmcat.checkpoint import atomic_write_bytes
+from deepmcat.data import load_units
+from deepmcat.inference import ModelCache
+from deepmcat.io import scan
+from deepmcat.trainer import Trainer
+from lib.clusters import clinician_labels, image_path, publish_names
+from lib.configs.deepmcat import AppSettings
+
+log = logging.getLogger(__name__)
+
+STATS = "train_stats.json"
+
+
+class DeepMCATTrain(TrainTask):
+    def __init__(self, settings: AppSettings, models: ModelCache):
+        super().__init__("Unsupervised DeepMCAT clustering of all datastore images (labels refine it)")
+        self.settings = settings
+        self.models = models
+        self.stats_path = Path(settings.model_dir) / STATS
+
+    def config(self) -> dict:
+        return {k: getattr(self.settings, k) for k in AppSettings.TRAIN_KEYS}
+
+    def stats(self) -> dict:
+        try:
+            return json.loads(self.stats_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _write_stats(self, stats: dict) -> None:
+        atomic_write_bytes(self.stats_path, json.dumps(stats, indent=1).encode())
+
+    def __call__(self, request, datastore: Datastore) -> dict:
+        settings = self.settings.overridden(request)
+        cfg = settings.deepmcat_config()
+        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        stats = {"status": "RUNNING", "started_at": started, "epoch": 0,
+                 "total_epochs": cfg.train.warmup_epochs + cfg.train.epochs, "history": []}
+        self._write_stats(stats)
+        try:
+            result = self._train(cfg, datastore, stats)
+        except BaseException as exc:
+            stats.update(status="FAILED", error=f"{type(exc).__name__}: {exc}")
+            self._write_stats(stats)
+            raise
+        stats.update(result, status="DONE", finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        self._write_stats(stats)
+        print(f"DeepMCAT training done: {json.dumps(result)}", flush=True)
+        return stats
+
+    def _train(self, cfg, datastore: Datastore, stats: dict) -> dict:
+        tic = time.time()
+        units, image_of = [], {}
+        for image_id in datastore.list_images():
+            path = image_path(datastore, image_id)
+            if path is None:
+                log.warning("image %s has no file; skipped", image_id)
+                continue
+            for unit in scan(path).units:
+                units.append(unit)
+                image_of[unit.unit_id] = image_id
+        if not units:
+            raise ValueError("the datastore holds no readable image to train on")
+        collection = load_units(units, cfg.preprocess, progress=False)
+        for path, reason in collection.failed:
+            log.warning("skipped %s: %s", path, reason)
+        labels = clinician_labels(datastore)
+        unit_labels = [labels.get(image_of[u.unit_id]) for u in collection.units]
+        print(f"DeepMCAT training on {len(collection.units)} units of {len(set(image_of.values()))} images "
+              f"({sum(1 for x in unit_labels if x)} units carry a clinician label)", flush=True)
+
+        def on_epoch(record: dict) -> None:
+            stats["epoch"] = record["epoch"]
+            stats["history"].append({k: v for k, v in record.items() if k != "total_epochs"})
+            self._write_stats(stats)
+            print(f"epoch {record['epoch']}/{record['total_epochs']}: " + json.dumps(record), flush=True)
+
+        # tqdm bars would flood the task log (MONAI Label keeps its last 20 lines): one line per epoch instead
+        trainer = Trainer(cfg, self.settings.model_dir, progress=False, on_epoch=on_epoch)
+        result = trainer.fit_collection(collection, labels=unit_labels)
+        naming = publish_names(datastore, self.models.get())
+        sizes = Counter(int(c) for c in result.assignments)
+        return {"units": len(collection.units), "images": len(set(image_of.values())),
+                "labelled_images": len(labels), "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())},
+                "cluster_names": {str(k): v for k, v in naming.names.items()},
+                "label_conflicts": len(naming.conflicts), "seconds": round(time.time() - tic, 1)}

@@ -1,0 +1,246 @@
+"""The MONAI Label app as users reach it: a real ``monailabel start_server`` process driven by
+``monailabel.client.MONAILabelClient`` (the client 3D Slicer uses) over a generated NIfTI studies folder.
+
+The steps build on each other (train → infer → label → strategies → retrain), so they run in file order on
+one module-scoped server.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from monailabel.client.client import MONAILabelClient, MONAILabelClientException
+
+from deepmcat.generate import generate
+from deepmcat.serve import free_port, start_server
+
+pytestmark = pytest.mark.timeout(600)
+
+CONF = {"clusters": 4, "epochs": 1, "warmup_epochs": 2, "frames": 4, "size": 32, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("app")
+    data = root / "studies"
+    generate(data, subjects=3, seed=5, balanced=False, fmt="nifti", progress=False)
+    labels = root / "labels.csv"
+    shutil.move(data / "labels.csv", labels)
+    return data
+
+
+@pytest.fixture(scope="module")
+def truth(studies) -> dict[str, str]:
+    with open(studies.parent / "labels.csv") as fh:
+        return {r["path"].split(".nii")[0]: r["category"] for r in csv.DictReader(fh)}
+
+
+@pytest.fixture(scope="module")
+def server(studies):
+    model_dir = studies.parent / "model"
+    srv = start_server(studies, dict(CONF, model_dir=model_dir), log_path=studies.parent / "server.log")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server) -> MONAILabelClient:
+    return MONAILabelClient(server.url)
+
+
+def infer(client: MONAILabelClient, image: str, file: str | None = None) -> dict:
+    """The client hands a JSON-only answer back as raw bytes; decode it."""
+    _, answer = client.infer("deepmcat", image, {}, file=file)
+    return json.loads(answer) if isinstance(answer, (bytes, str)) else answer
+
+
+def http_error(call) -> str:
+    with pytest.raises(MONAILabelClientException) as info:
+        call()
+    return info.value.msg
+
+
+def wait_for_training(client: MONAILabelClient, timeout: float = 300) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.train_status()
+        if status["status"] not in ("SUBMITTED", "RUNNING"):
+            return status
+        time.sleep(1)
+    raise TimeoutError("training did not finish")
+
+
+def test_info_before_training(client):
+    info = client.info()
+    model = info["models"]["deepmcat"]
+    assert model["type"] == "classification"
+    assert model["deepmcat"] == {"trained": False}
+    assert info["trainers"]["deepmcat"]["config"]["clusters"] == 4
+    assert set(info["strategies"]) >= {"least_confident", "cluster_representative", "label_conflict"}
+    assert info["datastore"]["total"] == 40
+
+
+def test_infer_before_training_says_no_model_yet(client, truth):
+    image = next(iter(truth))
+    message = http_error(lambda: client.infer("deepmcat", image, {}))
+    assert "503" in message and "no DeepMCAT model" in message and "train" in message
+
+
+def test_train_publishes_a_model_and_reports_progress(client):
+    started = client.train_start("deepmcat", {})
+    assert started["status"] in ("SUBMITTED", "RUNNING")
+    status = wait_for_training(client)
+    assert status["status"] == "DONE", status
+    info = client.info()
+    stats = info["train_stats"]["deepmcat"]
+    assert stats["status"] == "DONE" and stats["epoch"] == stats["total_epochs"] == 3
+    assert [h["stage"] for h in stats["history"]] == ["warm-up", "warm-up", "cluster"]
+    assert stats["images"] == 40 and stats["units"] > 40  # 4-D stacks hold several units
+    assert sum(stats["cluster_sizes"].values()) == stats["units"]
+    state = info["models"]["deepmcat"]["deepmcat"]
+    assert state["trained"] is True and state["clusters"] == 4 and state["trained_at"]
+    assert len(state["cluster_names"]) == 4
+
+
+def check_answer(answer: dict) -> None:
+    assert isinstance(answer["category"], str) and answer["category"]
+    assert 0 <= answer["cluster"] < 4
+    assert 0.0 <= answer["confidence"] <= 1.0
+    assert len(answer["topk"]) == 3 and answer["topk"][0]["confidence"] >= answer["topk"][1]["confidence"]
+    assert answer["model"]["version"] and answer["model"]["trained_at"]
+
+
+def test_infer_by_id_gives_category_and_per_unit_list_for_a_stack(client, truth):
+    sax = next(i for i, c in truth.items() if c == "cine_sax")
+    answer = infer(client, sax)
+    check_answer(answer)
+    assert answer["n_units"] > 1 and len(answer["units"]) == answer["n_units"]
+    assert all(0 <= u["cluster"] < 4 for u in answer["units"])
+    # the series category is the majority of its units
+    votes = [u["cluster"] for u in answer["units"]]
+    assert votes.count(answer["cluster"]) == max(votes.count(c) for c in set(votes))
+
+
+def test_infer_by_uploaded_file(client, studies, truth):
+    image = next(i for i, c in truth.items() if c == "cine_4ch")
+    by_id = infer(client, image)
+    answer = infer(client, "", file=str(studies / f"{image}.nii.gz"))
+    check_answer(answer)
+    assert answer["n_units"] == 1 and "units" not in answer
+    assert answer["cluster"] == by_id["cluster"]
+    assert answer["confidence"] == pytest.approx(by_id["confidence"], abs=1e-3)
+
+
+def test_bad_requests_get_4xx_and_the_server_keeps_serving(client, studies, truth, tmp_path):
+    image = next(iter(truth))
+    assert "404" in http_error(lambda: client.infer("no_such_model", image, {}))
+    assert "404" in http_error(lambda: client.infer("deepmcat", "no_such_image", {}))
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(b"\x1f\x8b not really gzip")
+    assert "422" in http_error(lambda: client.infer("deepmcat", "", {}, file=str(corrupt)))
+    five_d = tmp_path / "five_d.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 2, 2, 2), np.float32), np.eye(4)), five_d)
+    message = http_error(lambda: client.infer("deepmcat", "", {}, file=str(five_d)))
+    assert "422" in message and "5-D" in message
+    answer = infer(client, image)
+    check_answer(answer)
+
+
+def save_category(client, image: str, category: str, tmp_path: Path) -> dict:
+    label = tmp_path / f"{image}.json"
+    label.write_text(json.dumps({"category": category}))
+    return client.save_label(image, str(label), tag="final", params={"category": category})
+
+
+def test_label_names_its_cluster_and_shows_in_datastore(client, truth, tmp_path):
+    sax = next(i for i, c in truth.items() if c == "cine_sax")
+    answer = save_category(client, sax, "cine_sax", tmp_path)
+    assert answer["category"] == "cine_sax" and answer["cluster_name"] == "cine_sax"
+    assert answer["conflict"] is False
+    stored = client.datastore()["objects"][sax]["labels"]["final"]["info"]
+    assert stored["category"] == "cine_sax"
+    again = infer(client, sax)
+    assert again["cluster"] == answer["cluster"] and again["category"] == "cine_sax"
+    assert "cine_sax" in client.info()["models"]["deepmcat"]["labels"]
+
+
+def test_label_without_category_is_refused_and_not_kept(client, truth, tmp_path):
+    image = next(i for i, c in truth.items() if c == "t1_map")
+    label = tmp_path / "empty.json"
+    label.write_text("{}")
+    message = http_error(lambda: client.save_label(image, str(label), tag="final", params={}))
+    assert "400" in message and "category" in message
+    assert "final" not in client.datastore()["objects"][image]["labels"]
+
+
+def test_strategies_pick_the_next_image(client, truth, tmp_path):
+    sax = next(i for i in truth if truth[i] == "cine_sax")  # the one labelled image so far
+    lc = client.next_sample("least_confident", {})
+    assert lc["id"] in truth and lc["id"] != sax and 0 <= lc["confidence"] <= 1
+    rep = client.next_sample("cluster_representative", {})
+    assert rep["id"] in truth and "has no name yet" in rep["reason"]
+    named = client.info()["models"]["deepmcat"]["deepmcat"]["cluster_names"]
+    assert named[rep["cluster"]].startswith("cluster_")  # its cluster really has no name
+    assert client.next_sample("label_conflict", {}) == {}
+
+    # a second label in the named cluster that disagrees (tie broken alphabetically) is a conflict
+    answer = infer(client, sax)
+    same_cluster = [i for i in truth if i != sax and infer(client, i)["cluster"] == answer["cluster"]]
+    assert same_cluster, "the labelled image's cluster has other members"
+    other = same_cluster[0]
+    saved = save_category(client, other, "zz_other", tmp_path)
+    assert saved["conflict"] is True and saved["cluster_name"] == "cine_sax"
+    conflict = client.next_sample("label_conflict", {})
+    assert conflict["id"] == other and "zz_other" in conflict["reason"]
+
+
+def test_retrain_uses_labels_and_republishes(client):
+    before = client.info()["models"]["deepmcat"]["deepmcat"]["trained_at"]
+    time.sleep(1.1)  # trained_at has one-second resolution
+    client.train_start("deepmcat", {"epochs": 1})
+    status = wait_for_training(client)
+    assert status["status"] == "DONE", status
+    info = client.info()
+    stats = info["train_stats"]["deepmcat"]
+    assert stats["labelled_images"] == 2
+    assert "cine_sax" in stats["cluster_names"].values() or "zz_other" in stats["cluster_names"].values()
+    assert info["models"]["deepmcat"]["deepmcat"]["trained_at"] != before
+
+
+def test_deepmcat_serve_serves_a_trained_model_folder(server, studies):
+    """What the README's main job ends with: ``deepmcat serve`` (called by ``deepmcat demo``)."""
+    port = free_port()
+    cli = os.path.join(os.path.dirname(sys.executable), "deepmcat")
+    proc = subprocess.Popen([cli, "serve", "--model", server.conf["model_dir"], "--studies", str(studies),
+                             "--port", str(port), "--conf", "clusters=4"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        first_line = ""
+        while not first_line.strip():
+            first_line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in first_line
+        deadline, info = time.time() + 120, None
+        while time.time() < deadline and info is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/info/", timeout=5) as resp:
+                    info = json.loads(resp.read())
+            except OSError:
+                time.sleep(0.5)
+        assert info is not None, "deepmcat serve did not answer"
+        assert info["models"]["deepmcat"]["deepmcat"]["trained"] is True
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
