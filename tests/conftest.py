@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +74,46 @@ def tiny_phantoms(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phantoms")
     generate(out, subjects=2, seed=3, balanced=True, progress=False)
     return out
+
+
+#: small and fast app settings for the server tests
+APP_CONF = {"clusters": 4, "epochs": 1, "warmup_epochs": 2, "frames": 4, "size": 32, "device": "cpu"}
+
+
+def make_app_studies(root: Path) -> Path:
+    """A MONAI Label studies folder under ``root``: 3 imbalanced generated subjects as NIfTI (40 images);
+    the labels CSV is moved beside it (``root/labels.csv``)."""
+    from deepmcat.generate import generate
+
+    data = root / "studies"
+    generate(data, subjects=3, seed=5, balanced=False, fmt="nifti", progress=False)
+    shutil.move(data / "labels.csv", root / "labels.csv")
+    return data
+
+
+def launch_app(studies: Path):
+    """The DeepMCAT app in a real ``monailabel start_server`` process on 127.0.0.1 (a free port)."""
+    from deepmcat.serve import start_server
+
+    return start_server(studies, dict(APP_CONF, model_dir=studies.parent / "model"),
+                        log_path=studies.parent / "server.log")
+
+
+@pytest.fixture(scope="module")
+def app_studies(tmp_path_factory) -> Path:
+    return make_app_studies(tmp_path_factory.mktemp("app"))
+
+
+@pytest.fixture(scope="module")
+def app_truth(app_studies) -> dict[str, str]:
+    """Datastore image id → generated category."""
+    with open(app_studies.parent / "labels.csv") as fh:
+        return {r["path"].split(".nii")[0]: r["category"] for r in csv.DictReader(fh)}
+
+
+@pytest.fixture(scope="module")
+def app_server(app_studies):
+    """A fresh server (no model yet) for each test module that asks for one."""
+    server = launch_app(app_studies)
+    yield server
+    server.stop()

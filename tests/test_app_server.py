@@ -2,15 +2,13 @@
 ``monailabel.client.MONAILabelClient`` (the client 3D Slicer uses) over a generated NIfTI studies folder.
 
 The steps build on each other (train → infer → label → strategies → retrain), so they run in file order on
-one module-scoped server.
+this module's own server (``app_server`` in conftest.py), started with no model.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,42 +22,14 @@ import pytest
 
 from monailabel.client.client import MONAILabelClient, MONAILabelClientException
 
-from deepmcat.generate import generate
-from deepmcat.serve import free_port, start_server
+from deepmcat.serve import free_port
 
 pytestmark = pytest.mark.timeout(600)
 
-CONF = {"clusters": 4, "epochs": 1, "warmup_epochs": 2, "frames": 4, "size": 32, "device": "cpu"}
-
 
 @pytest.fixture(scope="module")
-def studies(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("app")
-    data = root / "studies"
-    generate(data, subjects=3, seed=5, balanced=False, fmt="nifti", progress=False)
-    labels = root / "labels.csv"
-    shutil.move(data / "labels.csv", labels)
-    return data
-
-
-@pytest.fixture(scope="module")
-def truth(studies) -> dict[str, str]:
-    with open(studies.parent / "labels.csv") as fh:
-        return {r["path"].split(".nii")[0]: r["category"] for r in csv.DictReader(fh)}
-
-
-@pytest.fixture(scope="module")
-def server(studies):
-    model_dir = studies.parent / "model"
-    srv = start_server(studies, dict(CONF, model_dir=model_dir), log_path=studies.parent / "server.log")
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server) -> MONAILabelClient:
-    return MONAILabelClient(server.url)
-
+def client(app_server) -> MONAILabelClient:
+    return MONAILabelClient(app_server.url)
 
 def infer(client: MONAILabelClient, image: str, file: str | None = None) -> dict:
     """The client hands a JSON-only answer back as raw bytes; decode it."""
@@ -93,8 +63,8 @@ def test_info_before_training(client):
     assert info["datastore"]["total"] == 40
 
 
-def test_infer_before_training_says_no_model_yet(client, truth):
-    image = next(iter(truth))
+def test_infer_before_training_says_no_model_yet(client, app_truth):
+    image = next(iter(app_truth))
     message = http_error(lambda: client.infer("deepmcat", image, {}))
     assert "503" in message and "no DeepMCAT model" in message and "train" in message
 
@@ -123,8 +93,8 @@ def check_answer(answer: dict) -> None:
     assert answer["model"]["version"] and answer["model"]["trained_at"]
 
 
-def test_infer_by_id_gives_category_and_per_unit_list_for_a_stack(client, truth):
-    sax = next(i for i, c in truth.items() if c == "cine_sax")
+def test_infer_by_id_gives_category_and_per_unit_list_for_a_stack(client, app_truth):
+    sax = next(i for i, c in app_truth.items() if c == "cine_sax")
     answer = infer(client, sax)
     check_answer(answer)
     assert answer["n_units"] > 1 and len(answer["units"]) == answer["n_units"]
@@ -134,18 +104,18 @@ def test_infer_by_id_gives_category_and_per_unit_list_for_a_stack(client, truth)
     assert votes.count(answer["cluster"]) == max(votes.count(c) for c in set(votes))
 
 
-def test_infer_by_uploaded_file(client, studies, truth):
-    image = next(i for i, c in truth.items() if c == "cine_4ch")
+def test_infer_by_uploaded_file(client, app_studies, app_truth):
+    image = next(i for i, c in app_truth.items() if c == "cine_4ch")
     by_id = infer(client, image)
-    answer = infer(client, "", file=str(studies / f"{image}.nii.gz"))
+    answer = infer(client, "", file=str(app_studies / f"{image}.nii.gz"))
     check_answer(answer)
     assert answer["n_units"] == 1 and "units" not in answer
     assert answer["cluster"] == by_id["cluster"]
     assert answer["confidence"] == pytest.approx(by_id["confidence"], abs=1e-3)
 
 
-def test_bad_requests_get_4xx_and_the_server_keeps_serving(client, studies, truth, tmp_path):
-    image = next(iter(truth))
+def test_bad_requests_get_4xx_and_the_server_keeps_serving(client, app_truth, tmp_path):
+    image = next(iter(app_truth))
     assert "404" in http_error(lambda: client.infer("no_such_model", image, {}))
     assert "404" in http_error(lambda: client.infer("deepmcat", "no_such_image", {}))
     corrupt = tmp_path / "corrupt.nii.gz"
@@ -165,8 +135,8 @@ def save_category(client, image: str, category: str, tmp_path: Path) -> dict:
     return client.save_label(image, str(label), tag="final", params={"category": category})
 
 
-def test_label_names_its_cluster_and_shows_in_datastore(client, truth, tmp_path):
-    sax = next(i for i, c in truth.items() if c == "cine_sax")
+def test_label_names_its_cluster_and_shows_in_datastore(client, app_truth, tmp_path):
+    sax = next(i for i, c in app_truth.items() if c == "cine_sax")
     answer = save_category(client, sax, "cine_sax", tmp_path)
     assert answer["category"] == "cine_sax" and answer["cluster_name"] == "cine_sax"
     assert answer["conflict"] is False
@@ -177,8 +147,8 @@ def test_label_names_its_cluster_and_shows_in_datastore(client, truth, tmp_path)
     assert "cine_sax" in client.info()["models"]["deepmcat"]["labels"]
 
 
-def test_label_without_category_is_refused_and_not_kept(client, truth, tmp_path):
-    image = next(i for i, c in truth.items() if c == "t1_map")
+def test_label_without_category_is_refused_and_not_kept(client, app_truth, tmp_path):
+    image = next(i for i, c in app_truth.items() if c == "t1_map")
     label = tmp_path / "empty.json"
     label.write_text("{}")
     message = http_error(lambda: client.save_label(image, str(label), tag="final", params={}))
@@ -186,19 +156,19 @@ def test_label_without_category_is_refused_and_not_kept(client, truth, tmp_path)
     assert "final" not in client.datastore()["objects"][image]["labels"]
 
 
-def test_strategies_pick_the_next_image(client, truth, tmp_path):
-    sax = next(i for i in truth if truth[i] == "cine_sax")  # the one labelled image so far
+def test_strategies_pick_the_next_image(client, app_truth, tmp_path):
+    sax = next(i for i in app_truth if app_truth[i] == "cine_sax")  # the one labelled image so far
     lc = client.next_sample("least_confident", {})
-    assert lc["id"] in truth and lc["id"] != sax and 0 <= lc["confidence"] <= 1
+    assert lc["id"] in app_truth and lc["id"] != sax and 0 <= lc["confidence"] <= 1
     rep = client.next_sample("cluster_representative", {})
-    assert rep["id"] in truth and "has no name yet" in rep["reason"]
+    assert rep["id"] in app_truth and "has no name yet" in rep["reason"]
     named = client.info()["models"]["deepmcat"]["deepmcat"]["cluster_names"]
     assert named[rep["cluster"]].startswith("cluster_")  # its cluster really has no name
     assert client.next_sample("label_conflict", {}) == {}
 
     # a second label in the named cluster that disagrees (tie broken alphabetically) is a conflict
     answer = infer(client, sax)
-    same_cluster = [i for i in truth if i != sax and infer(client, i)["cluster"] == answer["cluster"]]
+    same_cluster = [i for i in app_truth if i != sax and infer(client, i)["cluster"] == answer["cluster"]]
     assert same_cluster, "the labelled image's cluster has other members"
     other = same_cluster[0]
     saved = save_category(client, other, "zz_other", tmp_path)
@@ -220,11 +190,11 @@ def test_retrain_uses_labels_and_republishes(client):
     assert info["models"]["deepmcat"]["deepmcat"]["trained_at"] != before
 
 
-def test_deepmcat_serve_serves_a_trained_model_folder(server, studies):
+def test_deepmcat_serve_serves_a_trained_model_folder(app_server, app_studies):
     """What the README's main job ends with: ``deepmcat serve`` (called by ``deepmcat demo``)."""
     port = free_port()
     cli = os.path.join(os.path.dirname(sys.executable), "deepmcat")
-    proc = subprocess.Popen([cli, "serve", "--model", server.conf["model_dir"], "--studies", str(studies),
+    proc = subprocess.Popen([cli, "serve", "--model", app_server.conf["model_dir"], "--studies", str(app_studies),
                              "--port", str(port), "--conf", "clusters=4"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
+from typing import Sequence
 
 import faiss
 import numpy as np
@@ -52,14 +54,16 @@ class KMeansResult:
     empty_clusters: int
 
 
-def kmeans(x: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0) -> KMeansResult:
-    """faiss k-means with restarts; no silent subsampling; uses the GPU when faiss has one."""
+def kmeans(x: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0, init: np.ndarray | None = None
+           ) -> KMeansResult:
+    """faiss k-means with restarts (one run from ``init`` centroids when given); no silent subsampling;
+    uses the GPU when faiss has one."""
     n, d = x.shape
     if k < 1 or k > n:
         raise ValueError(f"cannot make {k} clusters of {n} items")
-    km = faiss.Kmeans(d, k, niter=cfg.niter, nredo=cfg.nredo, seed=seed, verbose=False,
+    km = faiss.Kmeans(d, k, niter=cfg.niter, nredo=cfg.nredo if init is None else 1, seed=seed, verbose=False,
                       max_points_per_centroid=10_000_000, min_points_per_centroid=1, gpu=faiss_gpus() > 0)
-    km.train(np.ascontiguousarray(x, np.float32))
+    km.train(np.ascontiguousarray(x, np.float32), init_centroids=init)
     _, assign = km.index.search(np.ascontiguousarray(x, np.float32), 1)
     assign = assign[:, 0].astype(np.int64)
     empty = k - len(np.unique(assign))
@@ -80,20 +84,55 @@ def group_means(features: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return (sums / np.bincount(groups)[:, None]).astype(np.float32)
 
 
+def seeded_centroids(x: np.ndarray, labels: Sequence[str | None], k: int, seed: int = 0) -> np.ndarray | None:
+    """Initial centroids for seeded k-means (Basu, Banerjee & Mooney 2002): one per labelled category (the
+    mean of its labelled points), the rest drawn by k-means++ from the other points. None without labels."""
+    categories = sorted({lab for lab in labels if lab})[:k]
+    if not categories:
+        return None
+    labels_arr = np.asarray([lab or "" for lab in labels], dtype=object)
+    centroids = [x[labels_arr == c].mean(axis=0) for c in categories]
+    rng = np.random.default_rng(seed)
+    d2 = squared_distances(x, np.stack(centroids)).min(axis=1)
+    while len(centroids) < k:
+        p = d2 / d2.sum() if d2.sum() > 0 else np.full(len(x), 1.0 / len(x))
+        pick = x[rng.choice(len(x), p=p)]
+        centroids.append(pick)
+        d2 = np.minimum(d2, squared_distances(x, pick[None])[:, 0])
+    return np.ascontiguousarray(np.stack(centroids), dtype=np.float32)
+
+
+def group_labels(labels: Sequence[str | None], groups: np.ndarray) -> list[str | None]:
+    """Each group's label: the most common label among its labelled units (None if it has none)."""
+    votes: dict[int, Counter] = {}
+    for g, lab in zip(groups, labels):
+        if lab:
+            votes.setdefault(int(g), Counter())[lab] += 1
+    return [votes[g].most_common(1)[0][0] if g in votes else None for g in range(int(groups.max()) + 1)]
+
+
 def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0,
-                 groups: np.ndarray | None = None) -> tuple[FeatureTransform, KMeansResult]:
+                 groups: np.ndarray | None = None, labels: Sequence[str | None] | None = None
+                 ) -> tuple[FeatureTransform, KMeansResult]:
     """PCA + k-means, fitted on acquisitions (group means) when ``groups`` are given and
     ``cfg.by_acquisition`` is set, else on units.
 
     One acquisition, one point: a 12-slice short-axis stack weighs as much as a single 4-chamber view, so
     k-means is not pulled into splitting the dominant acquisition type (most of the units of an imbalanced
     archive) while it merges the rare ones. Returned assignments are per unit (its acquisition's cluster).
+    ``labels`` (clinicians' categories per unit, None where unlabelled) seed the centroids: each labelled
+    category starts with a centroid of its own, so categories a clinician told apart are not merged.
     """
     use_groups = groups is not None and cfg.by_acquisition and k <= groups.max() + 1 < len(features)
     points = group_means(features, groups) if use_groups else features
     whiten = cfg.whiten and len(points) >= cfg.whiten_min_points * min(cfg.pca_dim, points.shape[1])
     transform = FeatureTransform.fit(points, cfg.pca_dim, whiten)
-    result = kmeans(transform(points), k, cfg, seed=seed)
+    x = transform(points)
+    init = None
+    if labels is not None:
+        point_labels = group_labels(labels, groups) if use_groups else list(labels)
+        init = seeded_centroids(x, point_labels, k, seed)
+    result = kmeans(x, k, cfg, seed=seed, init=init)
     if use_groups:
         result.assignments = result.assignments[groups]
     return transform, result

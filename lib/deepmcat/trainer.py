@@ -137,6 +137,7 @@ class Trainer:
         self.on_epoch = on_epoch
         self.device = resolve_device(cfg.train.device)
         self.groups: np.ndarray | None = None  # acquisition id of each unit, set by fit()
+        self.labels: list[str | None] | None = None  # clinicians' category of each unit, set by fit()
 
     # -------------------------------------------------------------------------------------------- steps
 
@@ -172,7 +173,7 @@ class Trainer:
         return float(np.mean(losses)) if losses else 0.0
 
     def _cluster(self, features: np.ndarray, k: int, seed: int):
-        return fit_clusters(features, k, self.cfg.cluster, seed=seed, groups=self.groups)
+        return fit_clusters(features, k, self.cfg.cluster, seed=seed, groups=self.groups, labels=self.labels)
 
     def _optimizer(self, params) -> torch.optim.Optimizer:
         t = self.cfg.train
@@ -192,8 +193,8 @@ class Trainer:
         ``groups`` (acquisition of each unit) and ``studies`` (its examination) come from the headers and
         shape the contrastive term; ``truth`` (optional) is only monitored, never used for training.
         ``labels`` (optional, None for unlabelled units) are clinicians' categories: the contrastive term
-        treats all units carrying the same label as positives of each other, across studies, which pulls
-        each named category together and apart from the others.
+        treats all units carrying the same label as positives of each other, across studies, and every
+        clustering starts from one centroid per labelled category (seeded k-means).
         """
         cfg, t = self.cfg, self.cfg.train
         n = len(tensors)
@@ -208,6 +209,7 @@ class Trainer:
         self.groups = np.unique(acquisitions, return_inverse=True)[1]
         if labels is not None and len(labels) != n:
             raise ValueError(f"{len(labels)} labels for {n} units")
+        self.labels = list(labels) if labels is not None and any(labels) else None
         contrast = [f"label:{lab}" if lab else f"acq:{acq}" for acq, lab in zip(acquisitions, labels or [None] * n)]
         group_ids = np.unique(contrast, return_inverse=True)[1]
         study_ids = np.unique(list(studies) if studies is not None else list(unit_ids), return_inverse=True)[1]

@@ -1,3 +1,3 @@
-from .strategies import ClusterRepresentative, LabelConflict, LeastConfident
+from .strategies import ClusterStrategy
 
-__all__ = ["ClusterRepresentative", "LabelConflict", "LeastConfident"]
+__all__ = ["ClusterStrategy"]

@@ -107,13 +107,10 @@ class DeepMCATTaskConfig(TaskConfig):
         return DeepMCATTrain(self.settings, self.models)
 
     def strategy(self):
-        from lib.activelearning import ClusterRepresentative, LabelConflict, LeastConfident
+        from deepmcat.selection import STRATEGIES
+        from lib.activelearning import ClusterStrategy
 
-        return {
-            "least_confident": LeastConfident(self.models),
-            "cluster_representative": ClusterRepresentative(self.models),
-            "label_conflict": LabelConflict(self.models),
-        }
+        return {name: ClusterStrategy(name, self.models) for name in STRATEGIES}
 
     def scoring_method(self):
         from lib.scoring import ClusterScoring
