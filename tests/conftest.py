@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,14 @@ def app_server(app_studies):
     server = launch_app(app_studies)
     yield server
     server.stop()
+
+
+def wait_for_training(client, timeout: float = 300) -> dict:
+    """Poll ``client.train_status()`` (MONAI Label's client or the Slicer module's) until training ends."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.train_status()
+        if status["status"] not in ("SUBMITTED", "RUNNING"):
+            return status
+        time.sleep(1)
+    raise TimeoutError("training did not finish")

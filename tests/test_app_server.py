@@ -23,6 +23,7 @@ import pytest
 from monailabel.client.client import MONAILabelClient, MONAILabelClientException
 
 from deepmcat.serve import free_port
+from tests.conftest import wait_for_training
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -41,16 +42,6 @@ def http_error(call) -> str:
     with pytest.raises(MONAILabelClientException) as info:
         call()
     return info.value.msg
-
-
-def wait_for_training(client: MONAILabelClient, timeout: float = 300) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.train_status()
-        if status["status"] not in ("SUBMITTED", "RUNNING"):
-            return status
-        time.sleep(1)
-    raise TimeoutError("training did not finish")
 
 
 def test_info_before_training(client):

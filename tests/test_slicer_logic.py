@@ -21,18 +21,9 @@ MODULE_DIR = Path(__file__).resolve().parents[1] / "plugins" / "slicer" / "DeepM
 sys.path.insert(0, str(MODULE_DIR))
 
 from DeepMCATLib import DeepMCATClient, DeepMCATError  # noqa: E402
+from tests.conftest import wait_for_training  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def wait_until_trained(client: DeepMCATClient, timeout: float = 300) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.train_status()
-        if status["status"] not in ("SUBMITTED", "RUNNING"):
-            return status
-        time.sleep(1)
-    raise TimeoutError("training did not finish")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +31,7 @@ def client(app_server) -> DeepMCATClient:
     client = DeepMCATClient(app_server.url)
     if not client.model_state()["trained"]:
         client.train()
-        assert wait_until_trained(client)["status"] == "DONE"
+        assert wait_for_training(client)["status"] == "DONE"
     return client
 
 
@@ -85,7 +76,7 @@ def test_start_training_and_follow_its_status(client):
     time.sleep(1.1)  # trained_at has one-second resolution
     started = client.train(epochs=1)
     assert started["status"] in ("SUBMITTED", "RUNNING")
-    status = wait_until_trained(client)
+    status = wait_for_training(client)
     assert status["status"] == "DONE" and status["epoch"] == status["total_epochs"]
     assert client.model_state()["trained_at"] != before
 

@@ -29,7 +29,7 @@ def test_train_publishes_a_model_that_predicts(collection, tmp_path):
     cfg = tiny_config()
     ids = [u.unit_id for u in collection.units]
     result = Trainer(cfg, tmp_path, progress=False).fit(collection.tensors, ids)
-    assert (tmp_path / checkpoint.MODEL).is_file() and (tmp_path / "model.pt.sha256").is_file()
+    assert (tmp_path / checkpoint.MODEL).read_bytes().startswith(checkpoint.MAGIC)
     assert len(result.history) == 3 and result.history[0]["stage"] == "warm-up"
     assert "nmi_prev" in result.history[2] and 0.0 <= result.history[2]["nmi_prev"] <= 1.0
     assert len(result.assignments) == len(ids) and set(result.assignments) <= set(range(4))
@@ -77,7 +77,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(collection, tmp_path):
 
 def test_a_corrupt_checkpoint_gives_a_clear_error(tmp_path):
     (tmp_path / checkpoint.MODEL).write_bytes(b"garbage")
-    with pytest.raises(checkpoint.CheckpointError, match="not a readable DeepMCAT model"):
+    with pytest.raises(checkpoint.CheckpointError, match="not a DeepMCAT model file"):
         Model(tmp_path, device="cpu")
     checkpoint.save({"format": "deepmcat"}, tmp_path / "x.pt")
     (tmp_path / "x.pt").write_bytes((tmp_path / "x.pt").read_bytes()[:-3] + b"abc")

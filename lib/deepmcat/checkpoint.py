@@ -1,4 +1,4 @@
-"""Atomic, verified checkpoints: write to a temporary file, fsync, rename; a SHA-256 sidecar checks loads."""
+"""Atomic, verified checkpoints: write to a temporary file, fsync, rename; a SHA-256 in the file checks loads."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 CHECKPOINT = "checkpoint.pt"  # the training state, rewritten every epoch
 MODEL = "model.pt"  # the published model, written once training ends
 NAMES = "cluster_names.json"
+MAGIC = b"DEEPMCAT1 sha256="  # file layout: MAGIC, 64 hex digits, newline, torch.save payload
 
 
 class CheckpointError(RuntimeError):
@@ -36,13 +37,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def save(state: dict, path: Path) -> None:
-    """torch.save ``state`` to ``path`` atomically, with ``path.sha256`` beside it."""
+    """torch.save ``state`` to ``path`` atomically, its SHA-256 in the same file.
+
+    One file, written to a temporary name and renamed: a reader sees the old file or the new one, never a
+    mix, whenever the writer is killed (a digest in a second file could not be replaced together with it).
+    """
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    atomic_write_bytes(Path(str(path) + ".sha256"), digest.encode())
-    atomic_write_bytes(Path(path), data)
+    payload = buffer.getvalue()
+    atomic_write_bytes(Path(path), MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
@@ -50,11 +53,14 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"no model file at {path}")
     data = path.read_bytes()
-    sidecar = Path(str(path) + ".sha256")
-    if sidecar.is_file() and hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
-        raise CheckpointError(f"{path} is corrupt: its checksum does not match {sidecar.name}")
+    header = len(MAGIC) + 65
+    if not data.startswith(MAGIC) or len(data) < header or data[header - 1 : header] != b"\n":
+        raise CheckpointError(f"{path} is not a DeepMCAT model file")
+    digest, payload = data[len(MAGIC) : header - 1].decode(errors="replace"), data[header:]
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise CheckpointError(f"{path} is corrupt: its content does not match its SHA-256 checksum")
     try:
-        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
     except Exception as exc:
         raise CheckpointError(f"{path} is not a readable DeepMCAT model ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != "deepmcat":

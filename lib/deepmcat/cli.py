@@ -104,29 +104,66 @@ def _data_root(data: str) -> Path:
     return p if p.is_dir() else p.parent
 
 
+def _local_data(data: str, tmp: Path) -> str:
+    """A folder to read: ``data`` itself, or a DICOMweb server's series downloaded into ``tmp``."""
+    from deepmcat.sources import download_all, is_url
+
+    if not is_url(data):
+        return data
+    n = download_all(data, tmp)
+    if not n:
+        raise CLIError(f"the DICOMweb server at {data} lists no series")
+    print(f"downloaded {n} series from {data}")
+    return str(tmp)
+
+
 def cmd_train(args) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="deepmcat-dicomweb-") as tmp:
+        args.data = _local_data(args.data, Path(tmp))
+        _train(args)
+
+
+def _train(args) -> None:
+    from deepmcat.distributed import Ranks, init_from_env, shutdown
+
+    cfg = _config_from_args(args)
+    ranks = Ranks()
+    if getattr(args, "distributed", False):
+        ranks, cfg.train.device = init_from_env(cfg.train.device)
+        args.quiet = args.quiet or not ranks.is_main
+    try:
+        _fit(args, cfg, ranks)
+    finally:
+        shutdown()
+
+
+def _fit(args, cfg: DeepMCATConfig, ranks) -> None:
+    """Load ``args.data`` and train; with several ranks every rank loads it and only rank 0 reports."""
     from deepmcat.data import load_collection
     from deepmcat.trainer import Trainer
 
-    cfg = _config_from_args(args)
+    report = print if ranks.is_main else (lambda *a, **k: None)
     tic = time.time()
     collection = load_collection(args.data, cfg.preprocess, progress=not args.quiet)
-    _report_skipped(collection.failed)
-    print(f"{collection.n_files} files -> {len(collection.units)} units "
-          f"({len({u.series_uid for u in collection.units})} series) in {time.time() - tic:.1f}s")
+    if ranks.is_main:
+        _report_skipped(collection.failed)
+    report(f"{collection.n_files} files -> {len(collection.units)} units "
+           f"({len({u.series_uid for u in collection.units})} series) in {time.time() - tic:.1f}s")
     truth = None
     if args.labels:
         truth = unit_truth(collection.units, read_labels(args.labels), _data_root(args.data))
-        if truth is None:
+        if truth is None and ranks.is_main:
             log.warning("--labels does not cover every unit: quality will not be monitored")
-    trainer = Trainer(cfg, args.out, progress=not args.quiet)
-    print(f"training DeepMCAT on {trainer.device}: {cfg.cluster.clusters} clusters, "
-          f"{cfg.train.warmup_epochs}+{cfg.train.epochs} epochs, input {cfg.preprocess.frames}x"
-          f"{cfg.preprocess.size}x{cfg.preprocess.size}")
+    trainer = Trainer(cfg, args.out, progress=not args.quiet, ranks=ranks)
+    report(f"training DeepMCAT on {trainer.device}" + (f" x {ranks.world} processes" if ranks.active else "")
+           + f": {cfg.cluster.clusters} clusters, {cfg.train.warmup_epochs}+{cfg.train.epochs} epochs, input "
+           f"{cfg.preprocess.frames}x{cfg.preprocess.size}x{cfg.preprocess.size}")
     result = trainer.fit_collection(collection, truth, resume=not args.fresh)
-    last = result.history[-1]
+    last = result.history[-1] if result.history else {}
     extra = ", ".join(f"{k} {last[k]:.3f}" for k in ("nmi_prev", "purity", "nmi") if k in last)
-    print(f"model written to {result.model_path} ({time.time() - tic:.1f}s total{'; ' + extra if extra else ''})")
+    report(f"model written to {result.model_path} ({time.time() - tic:.1f}s total{'; ' + extra if extra else ''})")
 
 
 def _report_skipped(failed: list[tuple[str, str]]) -> None:
@@ -198,6 +235,47 @@ def cmd_predict(args) -> None:
     rows = predict_rows(model, collection, _data_root(args.data))
     write_csv(rows, args.out, PRED_COLUMNS)
     print(f"predicted {len(collection.units)} units ({len(rows)} files) in {time.time() - tic:.1f}s -> {args.out}")
+
+
+# ---------------------------------------------------------------------------------------------- organize
+
+
+def series_truth(source, labels: dict[str, str]) -> dict[str, str]:
+    """Series uid → majority category of its files in a labels CSV (paths relative to the source folder)."""
+    truth = {}
+    for ref in source.series():
+        votes = Counter(labels.get(os.path.normpath(os.path.relpath(f, source.root)))
+                        for u in ref.units for f in u.files)
+        votes.pop(None, None)
+        if votes:
+            truth[ref.uid] = votes.most_common(1)[0][0]
+    return truth
+
+
+def cmd_organize(args) -> None:
+    from deepmcat.inference import Model
+    from deepmcat.organize import Organizer
+    from deepmcat.report import write_report
+    from deepmcat.sources import is_url, open_source
+
+    model = Model(args.model, device=args.device)
+    if not is_url(args.source) and not Path(args.source).exists():
+        raise CLIError(f"source not found: {args.source}")
+    source = open_source(args.source)
+    truth = None
+    if args.labels:
+        if is_url(args.source):
+            raise CLIError("--labels needs a folder source (its paths are relative to the folder)")
+        truth = series_truth(source, read_labels(args.labels))
+    result = Organizer(model, source, args.out, layout=args.layout, show_phi=args.show_phi,
+                       progress=not args.quiet).run()
+    report = write_report(args.out, result.rows, truth, show_phi=args.show_phi)
+    flagged = sum(r["header_agrees"] == "no" for r in result.rows)
+    failed = sum(r["cluster"] == "" for r in result.rows)
+    rate = result.processed / result.seconds if result.seconds else 0.0
+    print(f"organized {len(result.rows)} series ({result.processed} now, {result.done_before} from an earlier run; "
+          f"{rate:.1f} series/s): {flagged} with a header that disagrees with their content, {failed} unreadable\n"
+          f"  {Path(args.out) / 'series.csv'}\n  {report}")
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
@@ -338,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true")
 
     t = sub.add_parser("train", help="cluster a collection without labels and save the model")
-    t.add_argument("--data", required=True, help="folder or file of DICOM / NIfTI / NRRD / MHA")
+    t.add_argument("--data", required=True, help="folder or file of DICOM / NIfTI / NRRD / MHA, or a DICOMweb URL")
     t.add_argument("--out", required=True, help="model folder (checkpoint.pt, model.pt)")
     t.add_argument("--clusters", type=_positive(int), required=True)
     t.add_argument("--epochs", type=_positive(int))
@@ -353,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--labels", help="optional labels.csv, only to monitor quality per epoch")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint instead of resuming")
+    t.add_argument("--distributed", action="store_true",
+                   help="one of several processes started by torchrun (NCCL on GPUs, gloo on CPU)")
     t.add_argument("--quiet", action="store_true")
 
     r = sub.add_parser("predict", help="assign every file's unit to a cluster")
@@ -384,6 +464,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=_positive(int), default=8000)
 
+    o = sub.add_parser("organize", help="categorise every series of a folder or DICOMweb server, with a report")
+    o.add_argument("--model", required=True)
+    o.add_argument("--source", required=True, help="folder, or DICOMweb URL (e.g. http://127.0.0.1:8042/dicom-web)")
+    o.add_argument("--out", required=True, help="output folder: series.csv, report.html (resumable)")
+    o.add_argument("--layout", choices=["none", "links", "copy"], default="none",
+                   help="also sort the files into OUT/sorted/<category>/ (links: folder sources only)")
+    o.add_argument("--labels", help="labels CSV (path,category) for a ground-truth table in the report")
+    o.add_argument("--show-phi", dest="show_phi", action="store_true",
+                   help="include patient name, ID and birth date in series.csv and the report")
+    o.add_argument("--device", default="auto")
+    o.add_argument("--quiet", action="store_true")
+
     v = sub.add_parser("serve", help="serve a trained model with MONAI Label (monailabel start_server)")
     v.add_argument("--model", required=True, help="model folder (model.pt)")
     v.add_argument("--studies", required=True, help="studies folder (NIfTI/NRRD) or a DICOMweb URL")
@@ -395,13 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"generate": cmd_generate, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
-            "demo": cmd_demo, "serve": cmd_serve}
+            "demo": cmd_demo, "serve": cmd_serve, "organize": cmd_organize}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports every SIMD variant it tries
+    logging.getLogger("dicomweb_client").setLevel(logging.WARNING)  # a line per retrieved series
     try:
         COMMANDS[args.command](args)
     except (CLIError, ValueError, FileNotFoundError, CheckpointError, ReadError) as exc:

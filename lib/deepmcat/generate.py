@@ -147,10 +147,11 @@ def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = Fal
         raise ValueError("--wrong-descriptions must be a fraction in [0, 1]")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str, str, str, int]] = []
     for subject in tqdm(range(1, subjects + 1), desc="generating subjects", disable=not progress):
         rng = np.random.default_rng([seed, subject, 7])
         series = subject_series(seed, subject, balanced)
+        original = [spec.description for spec in series]
         apply_wrong_descriptions(series, wrong_descriptions, rng)
         study_uid = generate_uid(entropy_srcs=[str(seed), str(subject), "study"])
         group_uids: dict[str, str] = {}
@@ -162,11 +163,12 @@ def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = Fal
                 paths = write_dicom_series(spec, folder, subject, number, study_uid, series_uid, rng)
             else:
                 paths = write_nifti_series(spec, out / f"sub-{subject:04d}_{number:02d}_{spec.category}")
-            rows.extend((str(p.relative_to(out)), spec.category) for p in paths)
+            wrong = int(spec.description != original[number - 1])
+            rows.extend((str(p.relative_to(out)), spec.category, spec.description, wrong) for p in paths)
     labels = out / "labels.csv"
     with open(labels, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "category"])
+        writer.writerow(["path", "category", "series_description", "description_wrong"])
         writer.writerows(rows)
     return labels
 

@@ -83,10 +83,6 @@ class Model:
         """PCA-projected, L2-normalised features (what the centroids live in)."""
         return self.transform(extract_features(self.net, tensors, self.device, self.config.train.amp))
 
-    def distances(self, tensors: np.ndarray) -> np.ndarray:
-        """(n, k) squared distances to the centroids in the embedding space."""
-        return squared_distances(self.embed(tensors), self.centroids)
-
     def probabilities(self, d2: np.ndarray) -> np.ndarray:
         """(n, k) softmax over negative squared distances ``d2`` to the centroids.
 
@@ -96,9 +92,13 @@ class Model:
         return torch.softmax(torch.from_numpy(-d2 / self.temperature), dim=1).numpy()
 
     def predict(self, tensors: np.ndarray, k: int = 3) -> list[Prediction]:
-        if len(tensors) == 0:
+        return self.predict_embedded(self.embed(tensors), k) if len(tensors) else []
+
+    def predict_embedded(self, embedded: np.ndarray, k: int = 3) -> list[Prediction]:
+        """:meth:`predict` from :meth:`embed`'s output (when the embedding is needed as well)."""
+        if len(embedded) == 0:
             return []
-        d2 = self.distances(tensors)
+        d2 = squared_distances(embedded, self.centroids)
         probs = self.probabilities(d2)
         out = []
         for row, dist in zip(probs, d2):
@@ -168,7 +168,7 @@ class ModelCache:
 
     def _file_stamp(self) -> tuple | None:
         stamps = []
-        for name in (checkpoint.MODEL, checkpoint.MODEL + ".sha256", checkpoint.NAMES):
+        for name in (checkpoint.MODEL, checkpoint.NAMES):
             try:
                 st = os.stat(self.model_dir / name)
                 stamps.append((st.st_mtime_ns, st.st_size))
@@ -188,7 +188,7 @@ class ModelCache:
                 raise checkpoint.CheckpointError(f"no DeepMCAT model is trained yet in {self.model_dir}")
             if stamp is not None and stamp != self._stamp:
                 try:
-                    if self._model is not None and stamp[0] == self._stamp[0] and stamp[1] == self._stamp[1]:
+                    if self._model is not None and stamp[0] == self._stamp[0]:
                         self._model.names = self._model.load_names()  # only the names changed
                     else:
                         self._model = Model(self.model_dir, device=self.device)

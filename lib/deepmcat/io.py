@@ -129,6 +129,8 @@ def _dicom_meta(ds) -> dict:
         "image_type": "\\".join(str(v) for v in getattr(ds, "ImageType", [])),
         "study_uid": str(getattr(ds, "StudyInstanceUID", "")),
         "series_number": str(getattr(ds, "SeriesNumber", "")),
+        # patient identifiers: kept for `organize --show-phi`, never written out otherwise
+        "phi": {k: str(getattr(ds, k, "")) for k in ("PatientName", "PatientID", "PatientBirthDate")},
     }
 
 
@@ -148,30 +150,38 @@ def _read_header(path: str):
 
 
 def group_dicom(files: Sequence[str]) -> tuple[list[Unit], list[tuple[str, str]]]:
-    """Group DICOM files into units (see module docstring); returns (units, skipped)."""
+    """Group DICOM files into units (see module docstring); returns (units, skipped).
+
+    Only what grouping needs is kept of each header (position, frame order, whether it is multi-frame), and
+    the metadata once per group, so memory stays small for archives of many thousands of files.
+    """
     skipped: list[tuple[str, str]] = []
-    groups: dict[tuple, list] = defaultdict(list)
+    groups: dict[tuple, list[tuple[str, float | None, tuple, bool]]] = defaultdict(list)
+    metas: dict[tuple, dict] = {}
     for path in files:
         ds = _read_header(path)
         if isinstance(ds, str):
             skipped.append((path, ds))
             continue
         key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))), _orientation_key(ds))
-        groups[key].append((path, ds))
+        if key not in metas:
+            metas[key] = _dicom_meta(ds)
+        multiframe = int(getattr(ds, "NumberOfFrames", 1) or 1) > 1
+        groups[key].append((path, _slice_position(ds), _frame_order(ds), multiframe))
 
     units: list[Unit] = []
-    for (series_uid, image_type, orientation), members in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        meta = _dicom_meta(members[0][1])
-        multiframe = [(p, ds) for p, ds in members if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1]
-        single = [(p, ds) for p, ds in members if int(getattr(ds, "NumberOfFrames", 1) or 1) <= 1]
+    for key, members in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        series_uid, image_type, orientation = key
+        meta = metas[key]
         tag = f"{series_uid}/{zlib.crc32(f'{image_type}{orientation}'.encode()) % 100_000:05d}"
-        for i, (path, _) in enumerate(sorted(multiframe)):
+        for i, path in enumerate(sorted(m[0] for m in members if m[3])):
             units.append(Unit(f"{tag}/mf{i}", series_uid, [path], "dicom", dict(meta)))
+        single = [m for m in members if not m[3]]
         if not single:
             continue
         by_position: dict = defaultdict(list)
-        for path, ds in single:
-            by_position[_slice_position(ds)].append((path, ds))
+        for m in single:
+            by_position[m[1]].append(m)
         positions = sorted(by_position, key=lambda p: (p is None, p if p is not None else 0.0))
         if all(len(by_position[p]) == 1 for p in positions) and len(positions) > 1:
             # one frame per position and no time: a 3-D volume, ordered along its normal
@@ -179,8 +189,8 @@ def group_dicom(files: Sequence[str]) -> tuple[list[Unit], list[tuple[str, str]]
             units.append(Unit(f"{tag}/vol", series_uid, ordered, "dicom", dict(meta)))
             continue
         for k, pos in enumerate(positions):
-            frames = sorted(by_position[pos], key=lambda m: _frame_order(m[1]))
-            units.append(Unit(f"{tag}/s{k:03d}", series_uid, [p for p, _ in frames], "dicom", dict(meta)))
+            frames = sorted(by_position[pos], key=lambda m: m[2])
+            units.append(Unit(f"{tag}/s{k:03d}", series_uid, [m[0] for m in frames], "dicom", dict(meta)))
     return units, skipped
 
 
@@ -355,6 +365,9 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> ScanReport:
 def read_unit(unit: Unit) -> UnitPixels:
     """Pixel values of a unit. Raises :class:`ReadError` naming the file when it cannot be decoded."""
     pixels = _read_dicom_unit(unit) if unit.source == "dicom" else _read_volume_unit(unit)
-    if not np.isfinite(pixels.array).any():
+    finite = pixels.array[np.isfinite(pixels.array)]
+    if not finite.size:
         raise ReadError(f"{unit.files[0]}: image holds no finite pixel values")
+    if finite.min() == finite.max():
+        raise ReadError(f"{unit.files[0]}: image is blank (every pixel is {finite.min():g})")
     return pixels

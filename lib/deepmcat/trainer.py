@@ -28,6 +28,7 @@ from deepmcat.augment import augment
 from deepmcat.clustering import fit_clusters, squared_distances
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import Collection
+from deepmcat.distributed import Ranks
 from deepmcat.metrics import evaluate
 from deepmcat.model import DeepMCATNet
 
@@ -130,10 +131,11 @@ class Trainer:
     """Runs DeepMCAT on canonical tensors; writes ``checkpoint.pt`` every epoch and ``model.pt`` at the end."""
 
     def __init__(self, cfg: DeepMCATConfig, out_dir: str | Path, progress: bool = True,
-                 on_epoch: Callable[[dict], None] | None = None):
+                 on_epoch: Callable[[dict], None] | None = None, ranks: Ranks = Ranks()):
         self.cfg = cfg
         self.out_dir = Path(out_dir)
-        self.progress = progress
+        self.ranks = ranks  # torch.distributed ranks (see deepmcat.distributed); one process by default
+        self.progress = progress and ranks.is_main
         self.on_epoch = on_epoch
         self.device = resolve_device(cfg.train.device)
         self.groups: np.ndarray | None = None  # acquisition id of each unit, set by fit()
@@ -142,8 +144,26 @@ class Trainer:
     # -------------------------------------------------------------------------------------------- steps
 
     def _batches(self, order: np.ndarray) -> list[np.ndarray]:
-        bs = self.cfg.train.batch_size
-        return [order[i : i + bs] for i in range(0, len(order), bs) if len(order[i : i + bs]) > 1]
+        """This rank's part of each global batch (``batch_size`` units per rank)."""
+        bs = self.cfg.train.batch_size * self.ranks.world
+        batches = [self.ranks.split(order[i : i + bs]) for i in range(0, len(order), bs)]
+        return [b for b in batches if len(b) > 1]
+
+    def _features(self, net, tensors: np.ndarray) -> np.ndarray:
+        """Backbone features of every unit; with several ranks each extracts its shard and all gather."""
+        shard = self.ranks.shard(len(tensors))
+        self.seen_units.update(int(i) for i in shard)
+        local = extract_features(net, tensors[shard], self.device, self.cfg.train.amp)
+        return self.ranks.gather_rows(local, len(tensors))
+
+    def _forward(self, net, v1: torch.Tensor, v2: torch.Tensor):
+        """Both views through the network: one pass over both under DistributedDataParallel (which expects
+        one forward per backward), two passes otherwise."""
+        if not self.ranks.active:
+            return net(v1), net(v2)
+        (_, logits, z) = net(torch.cat([v1, v2]))
+        n = len(v1)
+        return (None, logits[:n], z[:n]), (None, logits[n:], z[n:])
 
     def _views(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.cfg.train.augment:
@@ -158,8 +178,7 @@ class Trainer:
             x = torch.from_numpy(tensors[idx]).to(self.device, non_blocking=True)
             v1, v2 = self._views(x, gen)
             with autocast(self.device, self.cfg.train.amp):
-                _, logits1, z1 = net(v1)
-                _, logits2, z2 = net(v2)
+                (_, logits1, z1), (_, logits2, z2) = self._forward(net, v1, v2)
                 loss = group_contrastive(z1, z2, torch.from_numpy(groups[idx]).to(self.device))
                 if labels is not None:
                     y = torch.from_numpy(labels[idx]).to(self.device)
@@ -173,7 +192,21 @@ class Trainer:
         return float(np.mean(losses)) if losses else 0.0
 
     def _cluster(self, features: np.ndarray, k: int, seed: int):
-        return fit_clusters(features, k, self.cfg.cluster, seed=seed, groups=self.groups, labels=self.labels)
+        """PCA + k-means on rank 0, its result broadcast to the other ranks."""
+        result = None
+        if self.ranks.is_main:
+            result = fit_clusters(features, k, self.cfg.cluster, seed=seed, groups=self.groups, labels=self.labels)
+        return self.ranks.broadcast(result)
+
+    def _parallel(self, net: DeepMCATNet):
+        """The network as DistributedDataParallel when there are several ranks (rebuilt whenever the head is
+        re-initialised, which also makes every rank start from rank 0's head)."""
+        if not self.ranks.active:
+            return net
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=True)
 
     def _optimizer(self, params) -> torch.optim.Optimizer:
         t = self.cfg.train
@@ -205,6 +238,7 @@ class Trainer:
         if tensors.shape[1:] != (cfg.preprocess.frames, cfg.preprocess.size, cfg.preprocess.size):
             raise ValueError(f"tensors of shape {tensors.shape[1:]} do not match the preprocessing config")
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.seen_units: set[int] = set()
         acquisitions = list(groups) if groups is not None else list(unit_ids)
         self.groups = np.unique(acquisitions, return_inverse=True)[1]
         if labels is not None and len(labels) != n:
@@ -246,11 +280,12 @@ class Trainer:
             record: dict = {"epoch": epoch + 1}
             if epoch < t.warmup_epochs:
                 record["stage"] = "warm-up"
-                record["loss"] = self._train_pass(net, optimizer, tensors, grouped_order(study_ids, rng), None,
-                                                  group_ids, gen, f"warm-up {epoch + 1}")
+                record["loss"] = self._train_pass(self._parallel(net), optimizer, tensors,
+                                                  grouped_order(study_ids, rng), None, group_ids, gen,
+                                                  f"warm-up {epoch + 1}")
             else:
                 record["stage"] = "cluster"
-                feats = extract_features(net, tensors, self.device, t.amp)
+                feats = self._features(net, tensors)
                 _, result = self._cluster(feats, k_train, seed=t.seed + epoch)
                 labels = result.assignments
                 if prev is not None:
@@ -261,22 +296,24 @@ class Trainer:
                 head_opt = self._optimizer(net.head.parameters())
                 order = uniform_cluster_sample(labels, n, rng) if t.uniform_sampling else rng.permutation(n)
 
-                record["loss"] = self._train_pass(net, JointOptimizer(optimizer, head_opt), tensors, order, labels,
-                                                  group_ids, gen, f"epoch {epoch + 1}")
+                record["loss"] = self._train_pass(self._parallel(net), JointOptimizer(optimizer, head_opt), tensors,
+                                                  order, labels, group_ids, gen, f"epoch {epoch + 1}")
             if truth is not None:
                 record.update(self._monitor(net, tensors, truth, epoch))
             record["seconds"] = round(time.time() - tic, 2)
             history.append(record)
             epochs.set_postfix({k: (round(v, 3) if isinstance(v, float) else v) for k, v in record.items()
                                 if k in ("loss", "nmi_prev", "nmi")})
-            checkpoint.save({
-                "format": "deepmcat", "kind": "checkpoint", "version": __version__, "config": cfg.to_dict(),
-                "fingerprint": fp, "epoch": epoch + 1, "net": net.state_dict(),
-                "optimizer": optimizer.state_dict(), "history": history, "assignments": prev,
-                "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state(),
-            }, ckpt_path)
-            if self.on_epoch:
-                self.on_epoch(dict(record, total_epochs=total))
+            if self.ranks.is_main:
+                checkpoint.save({
+                    "format": "deepmcat", "kind": "checkpoint", "version": __version__, "config": cfg.to_dict(),
+                    "fingerprint": fp, "epoch": epoch + 1, "net": net.state_dict(),
+                    "optimizer": optimizer.state_dict(), "history": history, "assignments": prev,
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state(),
+                }, ckpt_path)
+                if self.on_epoch:
+                    self.on_epoch(dict(record, total_epochs=total))
+            self.ranks.barrier()
         return self._publish(net, tensors, unit_ids, history, fp)
 
     def fit_collection(self, collection: Collection, truth: Sequence[str] | None = None, resume: bool = True,
@@ -287,7 +324,7 @@ class Trainer:
                         groups=[u.acquisition for u in units], studies=[u.study for u in units], labels=labels)
 
     def _monitor(self, net, tensors, truth, epoch) -> dict:
-        feats = extract_features(net, tensors, self.device, self.cfg.train.amp)
+        feats = self._features(net, tensors)
         _, result = self._cluster(feats, self.cfg.cluster.clusters, seed=epoch)
         scores = evaluate(list(truth), result.assignments)
         return {k: scores[k] for k in ("purity", "nmi", "ari", "acc")}
@@ -295,8 +332,9 @@ class Trainer:
     def _publish(self, net, tensors, unit_ids, history, fp) -> TrainResult:
         """Final clustering into K categories and the atomic publication of ``model.pt``."""
         cfg = self.cfg
-        feats = extract_features(net, tensors, self.device, cfg.train.amp)
+        feats = self._features(net, tensors)
         transform, result = self._cluster(feats, cfg.cluster.clusters, seed=cfg.train.seed)
+        seen = self.ranks.gather_objects(sorted(self.seen_units))
         d2 = squared_distances(transform(feats), result.centroids)
         result.assignments = d2.argmin(axis=1)  # what inference gives each unit
         temperature = float(np.mean(d2.min(axis=1))) + 1e-6
@@ -307,7 +345,11 @@ class Trainer:
             "history": history, "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "n_units": len(tensors), "fingerprint": fp, "unit_ids": list(unit_ids),
             "assignments": result.assignments,
+            # which units each rank extracted features of (one list per rank)
+            "distributed": {"world": self.ranks.world, "units_by_rank": seen},
         }
         path = self.out_dir / checkpoint.MODEL
-        checkpoint.save(state, path)
+        if self.ranks.is_main:
+            checkpoint.save(state, path)
+        self.ranks.barrier()
         return TrainResult(path, result.assignments, history)

@@ -7,15 +7,16 @@ older model is recomputed on first use.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
+from monailabel.interfaces.exception import MONAILabelException
 
 from deepmcat.inference import Model, classify_path
 from deepmcat.io import ReadError
 from deepmcat.naming import Naming, name_clusters
+from lib.datastores import label_file_category
 
 log = logging.getLogger(__name__)
 
@@ -24,23 +25,15 @@ TAG = DefaultLabelTag.FINAL.value
 
 
 def label_category(datastore: Datastore, image_id: str) -> str | None:
-    """A clinician's category for an image: ``params.category`` of its final label, else the ``category``
-    field of the label's JSON file; None when it has no (readable) label."""
+    """A clinician's category for an image: the ``category`` its final label was saved with (see
+    lib/datastores.py), else that of the label's JSON file (labels placed in the folder by hand)."""
     label_id = datastore.get_label_by_image_id(image_id, TAG)
     if not label_id:
         return None
-    info = datastore.get_label_info(label_id, TAG) or {}
-    category = info.get("category") or (info.get("params") or {}).get("category")
-    if not category:
-        uri = datastore.get_label_uri(label_id, TAG)
-        try:
-            with open(uri) as fh:
-                category = json.load(fh).get("category")
-        except (OSError, ValueError, AttributeError):
-            return None
-    if not isinstance(category, str):
-        return None
-    return category.strip() or None
+    category = (datastore.get_label_info(label_id, TAG) or {}).get("category")
+    if isinstance(category, str) and category.strip():
+        return category.strip()
+    return label_file_category(datastore.get_label_uri(label_id, TAG))
 
 
 def clinician_labels(datastore: Datastore) -> dict[str, str]:
@@ -71,7 +64,10 @@ def image_scores(datastore: Datastore, model: Model, refresh: bool = False) -> d
             except (ReadError, ValueError, OSError) as exc:
                 log.warning("cannot score %s: %s", image_id, exc)
                 continue
-            datastore.update_image_info(image_id, {SCORE_KEY: score})
+            try:
+                datastore.update_image_info(image_id, {SCORE_KEY: score})
+            except MONAILabelException as exc:  # a DICOMweb series has no local record to keep it in
+                log.debug("score of %s not stored: %s", image_id, exc.msg)
         scores[image_id] = score
     return scores
 

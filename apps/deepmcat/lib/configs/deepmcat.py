@@ -32,8 +32,14 @@ class AppSettings:
     max_upload_mb: int = 1024
     #: where model.pt, its checkpoint, train_stats.json and cluster_names.json live
     model_dir: str = ""
+    #: train with torchrun on every visible GPU when there are several ("true"/"false")
+    multi_gpu: str = "false"
+    #: DICOMweb studies: the Modality of the series the datastore lists ("all" lists every series);
+    #: MONAI Label's own default would list CT only
+    modality: str = "MR"
 
-    TRAIN_KEYS = ("clusters", "epochs", "warmup_epochs", "frames", "size", "batch_size", "device", "seed")
+    TRAIN_KEYS = ("clusters", "epochs", "warmup_epochs", "frames", "size", "batch_size", "device", "seed",
+                  "multi_gpu")
 
     @classmethod
     def parse(cls, conf: Mapping[str, Any], default_model_dir: str) -> "AppSettings":
@@ -65,6 +71,8 @@ class AppSettings:
             raise ValueError(f"setting 'warmup_epochs' must be >= 0, got {self.warmup_epochs}")
         if self.clusters < 2:
             raise ValueError(f"setting 'clusters' must be at least 2, got {self.clusters}")
+        if self.multi_gpu.lower() not in ("true", "false"):
+            raise ValueError(f"setting 'multi_gpu' must be true or false, got {self.multi_gpu!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ValueError(f"setting 'device' must be auto, cpu or cuda, got {self.device!r}")
 
@@ -75,6 +83,9 @@ class AppSettings:
         settings = replace(self, **changes)
         settings.validate()
         return settings
+
+    def dicomweb_filter(self) -> dict:
+        return {} if self.modality.lower() in ("all", "*", "") else {"Modality": self.modality}
 
     def deepmcat_config(self) -> DeepMCATConfig:
         cfg = DeepMCATConfig()

@@ -11,10 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
+import torch
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
@@ -58,7 +63,10 @@ class DeepMCATTrain(TrainTask):
                  "total_epochs": cfg.train.warmup_epochs + cfg.train.epochs, "history": []}
         self._write_stats(stats)
         try:
-            result = self._train(cfg, datastore, stats)
+            if settings.multi_gpu.lower() == "true" and torch.cuda.device_count() > 1:
+                result = self._train_multi_gpu(settings, datastore)
+            else:
+                result = self._train(cfg, datastore, stats)
         except BaseException as exc:
             stats.update(status="FAILED", error=f"{type(exc).__name__}: {exc}")
             self._write_stats(stats)
@@ -68,14 +76,40 @@ class DeepMCATTrain(TrainTask):
         print(f"DeepMCAT training done: {json.dumps(result)}", flush=True)
         return stats
 
-    def _train(self, cfg, datastore: Datastore, stats: dict) -> dict:
-        tic = time.time()
-        units, image_of = [], {}
+    def _image_paths(self, datastore: Datastore) -> dict[str, str]:
+        paths = {}
         for image_id in datastore.list_images():
             path = image_path(datastore, image_id)
             if path is None:
                 log.warning("image %s has no file; skipped", image_id)
-                continue
+            else:
+                paths[image_id] = path
+        return paths
+
+    def _train_multi_gpu(self, settings: AppSettings, datastore: Datastore) -> dict:
+        """``torchrun`` over every visible GPU on a folder linking the datastore's images (clinicians'
+        labels are not used in this mode yet)."""
+        tic = time.time()
+        gpus = torch.cuda.device_count()
+        with tempfile.TemporaryDirectory(prefix="deepmcat-images-") as tmp:
+            for path in self._image_paths(datastore).values():
+                os.symlink(path, os.path.join(tmp, os.path.basename(path)))
+            cmd = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", str(gpus),
+                   "-m", "deepmcat.cli", "train", "--distributed", "--data", tmp, "--out", settings.model_dir,
+                   "--clusters", str(settings.clusters), "--epochs", str(settings.epochs), "--warmup-epochs",
+                   str(settings.warmup_epochs), "--frames", str(settings.frames), "--size", str(settings.size),
+                   "--batch-size", str(settings.batch_size), "--seed", str(settings.seed), "--device", "cuda",
+                   "--quiet"]
+            print("DeepMCAT training on", gpus, "GPUs:", " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+        naming = publish_names(datastore, self.models.get())
+        return {"gpus": gpus, "cluster_names": {str(k): v for k, v in naming.names.items()},
+                "label_conflicts": len(naming.conflicts), "seconds": round(time.time() - tic, 1)}
+
+    def _train(self, cfg, datastore: Datastore, stats: dict) -> dict:
+        tic = time.time()
+        units, image_of = [], {}
+        for image_id, path in self._image_paths(datastore).items():
             for unit in scan(path).units:
                 units.append(unit)
                 image_of[unit.unit_id] = image_id

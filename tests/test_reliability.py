@@ -1,0 +1,283 @@
+"""Reliability: a corpus of bad inputs against the CLI and the real server, load from 8 concurrent clients,
+and a training process killed half-way. Failed requests must change nothing on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import psutil
+import pytest
+from monailabel.client.client import MONAILabelClient, MONAILabelClientException
+from pydicom.encaps import encapsulate
+from pydicom.uid import generate_uid
+
+from deepmcat.cli import main
+from tests.conftest import wait_for_training, write_dicom
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def bad_corpus(root: Path) -> dict[str, Path]:
+    """Files a real archive or user sends: each name says what is wrong with it."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    good = write_dicom(root / "good.dcm", rng.integers(0, 1000, (32, 32)), generate_uid())
+    files = {}
+    data = good.read_bytes()
+    files["truncated_dicom"] = root / "truncated.dcm"
+    files["truncated_dicom"].write_bytes(data[: len(data) // 2])
+    files["corrupt_dicom"] = root / "corrupt.dcm"
+    files["corrupt_dicom"].write_bytes(b"DICM" + bytes(rng.integers(0, 256, 4000, dtype=np.uint8)))
+    no_pixels = write_dicom(root / "no_pixels.dcm", np.zeros((8, 8)), generate_uid())
+    import pydicom
+
+    ds = pydicom.dcmread(no_pixels)
+    del ds.PixelData
+    ds.save_as(no_pixels)
+    files["no_pixel_data"] = no_pixels
+    unsupported = write_dicom(root / "unsupported_syntax.dcm", np.zeros((8, 8)), generate_uid())
+    ds = pydicom.dcmread(unsupported)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.80"  # JPEG-LS: no decoder installed
+    ds.PixelData = encapsulate([bytes(64)])
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    ds.save_as(unsupported)
+    files["unsupported_transfer_syntax"] = unsupported
+    huge = write_dicom(root / "huge.dcm", np.zeros((8, 8)), generate_uid())
+    ds = pydicom.dcmread(huge)
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 65535, 65535, 1000
+    ds.save_as(huge)
+    files["huge_declared_dimensions"] = huge
+    files["nifti_5d"] = root / "five_d.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 2, 2, 2), np.float32), np.eye(4)), files["nifti_5d"])
+    files["nifti_empty"] = root / "empty.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 0, 3), np.float32), np.eye(4)), files["nifti_empty"])
+    files["nifti_all_nan"] = root / "nan.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((8, 8, 3), np.nan, np.float32), np.eye(4)), files["nifti_all_nan"])
+    files["text_named_nifti"] = root / "notes.nii.gz"
+    files["text_named_nifti"].write_text("this is not an image")
+    files["empty_file"] = root / "zero_bytes.nrrd"
+    files["empty_file"].write_bytes(b"")
+    files["one_by_one"] = write_dicom(root / "one_pixel.dcm", np.array([[7]]), generate_uid())
+    good.unlink()
+    return files
+
+
+def acceptable(root: Path) -> dict[str, Path]:
+    """Odd but valid inputs that must work: a 2x2 image, a partly NaN/Inf volume, DICOM without extension."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    files = {"two_by_two": write_dicom(root / "tiny.dcm", np.array([[7, 9], [1, 3]]), generate_uid())}
+    arr = rng.random((16, 16, 4)).astype(np.float32)
+    arr[0, 0, 0], arr[1, 1, 1], arr[2, 2, 2] = np.nan, np.inf, -np.inf
+    files["partly_nan"] = root / "partly_nan.nii.gz"
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), files["partly_nan"])
+    files["dicom_no_extension"] = write_dicom(root / "IM0001", rng.integers(0, 500, (24, 20)), generate_uid())
+    return files
+
+
+def snapshot(*folders: Path) -> dict[str, str]:
+    """Every file under the folders with a hash of its content (what 'nothing changed' means)."""
+    state = {}
+    for folder in folders:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and p.name != ".lock" and "logs" not in p.parts:
+                state[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return state
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_reports_every_bad_file_and_keeps_going(tmp_path, tiny_phantoms, capsys, caplog):
+    from deepmcat.data import load_collection, load_units
+    from deepmcat.io import scan
+
+    bad = bad_corpus(tmp_path / "bad")
+    report = scan(tmp_path / "bad")
+    reasons = {Path(p).name: r for p, r in report.skipped + load_units(report.units, _cfg(), progress=False).failed}
+    for kind, path in bad.items():
+        assert any(path.name in p or path.name in r for p, r in reasons.items()), f"{kind} not reported"
+    joined = " ".join(reasons.values())
+    for phrase in ("exceeds the limit", "no pixel data", "5-D", "blank"):
+        assert phrase in joined, phrase
+
+    # training on nothing but bad files: one clear line, exit status 2, no model folder half-written
+    code = main(["train", "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "model"), "--clusters", "2",
+                 "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and err[-1].startswith("deepmcat train: error: none of the")
+    assert not (tmp_path / "model" / "model.pt").exists()
+
+    good = acceptable(tmp_path / "odd")
+    collection = load_collection(tmp_path / "odd", _cfg())
+    assert len(collection.units) == len(good) and not collection.failed
+    assert np.isfinite(collection.tensors).all()
+
+
+def _cfg():
+    from deepmcat.config import PreprocessConfig
+
+    return PreprocessConfig(frames=4, size=32)
+
+
+# -------------------------------------------------------------------------------------------- server
+
+
+@pytest.fixture(scope="module")
+def trained(app_server):
+    client = MONAILabelClient(app_server.url)
+    client.train_start("deepmcat", {})
+    assert wait_for_training(client)["status"] == "DONE"
+    # MONAI Label scores every image after training (a subprocess writing image info): let it finish
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{app_server.url}/scoring/", timeout=10) as resp:
+                if json.loads(resp.read()).get("status") not in ("SUBMITTED", "RUNNING"):
+                    break
+        except urllib.error.HTTPError:  # 404: no scoring task yet
+            pass
+        time.sleep(1)
+    return client
+
+
+def status_of(call) -> int:
+    try:
+        call()
+    except MONAILabelClientException as exc:
+        return int(exc.msg.split("Status: ")[1].split(";")[0])
+    return 200
+
+
+def test_server_refuses_bad_input_with_4xx_and_changes_nothing(trained, app_server, app_studies, app_truth,
+                                                               tmp_path):
+    client = trained
+    image = next(iter(app_truth))
+    model_dir = Path(app_server.conf["model_dir"])
+    before = snapshot(app_studies, model_dir)
+    outcomes = {}
+    for kind, path in bad_corpus(tmp_path / "bad").items():
+        outcomes[kind] = status_of(lambda: client.infer("deepmcat", "", {}, file=str(path)))
+    for name, ident in {"traversal_image_id": "../../../etc/passwd", "absolute_image_id": "/etc/passwd",
+                        "unknown_image_id": "no_such_image"}.items():
+        outcomes[name] = status_of(lambda: client.infer("deepmcat", ident, {}))
+    outcomes["unknown_model"] = status_of(lambda: client.infer("no_such_model", image, {}))
+    label = tmp_path / "label.json"
+    label.write_text(json.dumps({"category": "cine_sax"}))
+    outcomes["label_for_unknown_image"] = status_of(lambda: client.save_label("../../x", str(label), "final",
+                                                                             {"category": "cine_sax"}))
+    empty_label = tmp_path / "empty.json"
+    empty_label.write_text("{}")
+    outcomes["label_without_category"] = status_of(lambda: client.save_label(image, str(empty_label), "final", {}))
+    outcomes["label_category_with_slash"] = status_of(
+        lambda: client.save_label(image, str(label), "final", {"category": "../../etc"}))
+    failed = {k: v for k, v in outcomes.items() if not 400 <= v < 500}
+    assert not failed, failed
+    # /etc/passwd exists on this machine: an absolute path must not be read as an image either
+    assert outcomes["absolute_image_id"] in (404, 422)
+    after = snapshot(app_studies, model_dir)
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert not changed, changed
+    _, answer = client.infer("deepmcat", image, {})  # and the server still answers
+    assert json.loads(answer)["category"]
+
+
+def test_uploads_above_the_size_limit_get_413(tmp_path):
+    from deepmcat.serve import start_server
+    from tests.conftest import APP_CONF, make_app_studies
+
+    studies = make_app_studies(tmp_path)
+    server = start_server(studies, dict(APP_CONF, model_dir=tmp_path / "model", max_upload_mb=1),
+                          log_path=tmp_path / "server.log")
+    try:
+        big = tmp_path / "big.nii"
+        nib.save(nib.Nifti1Image(np.random.default_rng(0).random((128, 128, 32), np.float32), np.eye(4)), big)
+        assert big.stat().st_size > 2**20
+        client = MONAILabelClient(server.url)
+        try:
+            client.infer("deepmcat", "", {}, file=str(big))
+            raise AssertionError("an upload above the limit was accepted")
+        except MONAILabelClientException as exc:
+            assert "413" in exc.msg and "max_upload_mb" in exc.msg
+        assert client.info()["name"] == "DeepMCAT"
+    finally:
+        server.stop()
+
+
+def test_load_of_8_concurrent_clients(trained, app_server, app_studies, app_truth):
+    """240 requests from 8 clients (uploads and ids): no failure, bounded memory growth of the server."""
+    images = list(app_truth)[:12]
+    pid = app_server.process.pid
+    rss_before = psutil.Process(pid).memory_info().rss
+
+    def one(i: int) -> float:
+        client = MONAILabelClient(app_server.url)
+        image = images[i % len(images)]
+        tic = time.perf_counter()
+        if i % 2:
+            _, answer = client.infer("deepmcat", "", {}, file=str(app_studies / f"{image}.nii.gz"))
+        else:
+            _, answer = client.infer("deepmcat", image, {})
+        assert json.loads(answer)["category"]
+        return time.perf_counter() - tic
+
+    with ThreadPoolExecutor(8) as pool:
+        latencies = list(pool.map(one, range(240)))
+    growth_mb = (psutil.Process(pid).memory_info().rss - rss_before) / 2**20
+    assert len(latencies) == 240
+    assert growth_mb < 300, f"server memory grew by {growth_mb:.0f} MB over 240 requests"
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def test_killed_training_keeps_the_published_model_and_resumes(tiny_phantoms, tmp_path):
+    """A first training publishes a model; a second one (other settings) is SIGKILLed mid-run: the
+    published model is untouched and loads, and rerunning resumes from the killed run's checkpoint."""
+    cli = os.path.join(os.path.dirname(sys.executable), "deepmcat")
+    out = tmp_path / "model"
+    base = [cli, "train", "--data", str(tiny_phantoms), "--out", str(out), "--clusters", "4", "--frames", "4",
+            "--size", "32", "--device", "cpu", "--quiet"]
+    subprocess.run(base + ["--warmup-epochs", "1", "--epochs", "1"], check=True, capture_output=True)
+    published = (out / "model.pt").read_bytes()
+    long_run = base + ["--warmup-epochs", "40", "--epochs", "1"]
+    proc = subprocess.Popen(long_run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    rng = np.random.default_rng()
+    kill_after_epochs = int(rng.integers(2, 6))  # a random point, after some checkpoints
+    while time.time() < deadline:
+        try:
+            from deepmcat import checkpoint
+
+            state = checkpoint.load(out / "checkpoint.pt")
+            if state["config"]["train"]["warmup_epochs"] == 40 and state["epoch"] >= kill_after_epochs:
+                break
+        except Exception:
+            pass
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert (out / "model.pt").read_bytes() == published  # the killed run published nothing
+
+    from deepmcat.inference import Model
+
+    Model(out, device="cpu")  # still loads, checksum verified
+    killed_at = checkpoint.load(out / "checkpoint.pt")["epoch"]
+    assert killed_at >= kill_after_epochs
+
+    resumed = subprocess.run([a for a in long_run if a != "--quiet"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from epoch {killed_at} of 41" in resumed.stderr
+    assert (out / "model.pt").read_bytes() != published
