@@ -2,7 +2,8 @@
 
     python -m benchmarks.distributed [--subjects 8] [--procs 1 2] [--warmup-epochs 10 --epochs 2]
 
-Same data, settings and seed; every run gets all the machine's cores (split between its processes with
+Same data, settings, seed and global batch (``--batch-size`` split over the processes); every run gets all
+the machine's cores (split between its processes with
 OMP_NUM_THREADS). On a CPU machine the processes use gloo, on GPUs NCCL (one GPU each). Reports wall time,
 training throughput (units x epochs / s) and quality against the generator's categories. Writes
 ``benchmarks/results/distributed-<date>.json``.
@@ -36,6 +37,7 @@ def main() -> None:
     p.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     p.add_argument("--warmup-epochs", dest="warmup", type=int, default=10)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64, help="global batch (split over ranks)")
     args = p.parse_args()
 
     data = HERE / ".data" / f"cmr-imbalanced-{args.subjects}s-seed0"
@@ -50,11 +52,12 @@ def main() -> None:
     for n in args.procs:
         out = HERE / ".models" / f"distributed-{n}"
         env = dict(os.environ, OMP_NUM_THREADS=str(max(1, cores // n)))
+        per_rank = ["--batch-size", str(max(2, args.batch_size // n))]  # the same global batch for every n
         if n == 1:
-            cmd = [str(bin_dir / "deepmcat"), *common, "--out", str(out)]
+            cmd = [str(bin_dir / "deepmcat"), *common, *per_rank, "--out", str(out)]
         else:
             cmd = [str(bin_dir / "torchrun"), "--nproc_per_node", str(n), "--master_addr", "127.0.0.1",
-                   "--master_port", str(free_port()), "-m", "deepmcat.cli", *common, "--out", str(out),
+                   "--master_port", str(free_port()), "-m", "deepmcat.cli", *common, *per_rank, "--out", str(out),
                    "--distributed"]
         tic = time.time()
         subprocess.run(cmd, check=True, env=env, capture_output=True)

@@ -33,6 +33,8 @@ def _load_one(unit: Unit, cfg: PreprocessConfig) -> np.ndarray | str:
         return canonical(read_unit(unit), cfg)
     except (ReadError, ValueError) as exc:
         return str(exc)
+    except Exception as exc:  # a decoder's own failure on one odd file must not end a whole run
+        return f"{unit.files[0]}: cannot read ({type(exc).__name__}: {exc})"
 
 
 def load_units(units: Sequence[Unit], cfg: PreprocessConfig, progress: bool = True,

@@ -163,7 +163,9 @@ def group_dicom(files: Sequence[str]) -> tuple[list[Unit], list[tuple[str, str]]
         if isinstance(ds, str):
             skipped.append((path, ds))
             continue
-        key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))), _orientation_key(ds))
+        # matrix size too: files that reuse a series UID with another image size cannot be one unit
+        key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))),
+               _orientation_key(ds) + (int(ds.Rows), int(ds.Columns)))
         if key not in metas:
             metas[key] = _dicom_meta(ds)
         multiframe = int(getattr(ds, "NumberOfFrames", 1) or 1) > 1
@@ -243,10 +245,15 @@ def _dicom_frames(path: str) -> tuple[np.ndarray, tuple[float, float]]:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
         raise ReadError(f"{path}: cannot decode pixel data (transfer syntax {syntax}: {exc})") from exc
     if samples > 1:  # RGB / secondary capture: luminance
-        if str(getattr(ds, "PhotometricInterpretation", "")).startswith("YBR"):
+        photometric = str(getattr(ds, "PhotometricInterpretation", ""))
+        # JPEG 2000's YBR_ICT / YBR_RCT come out of the decoder as RGB already
+        if photometric.startswith("YBR") and photometric not in ("YBR_ICT", "YBR_RCT"):
             from pydicom.pixel_data_handlers.util import convert_color_space
 
-            arr = convert_color_space(arr, ds.PhotometricInterpretation, "RGB")
+            try:
+                arr = convert_color_space(arr, photometric, "RGB")
+            except (NotImplementedError, ValueError) as exc:
+                raise ReadError(f"{path}: cannot convert colour space {photometric} ({exc})") from exc
         arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     else:
         arr = _rescale(ds, arr)
