@@ -92,7 +92,7 @@ def package_images() -> tuple[Path, dict[str, str]] | str:
               "pypi_deid-data": "deid-data==0.0.20", "pypi_nibabel": "nibabel", "pypi_nilearn": "nilearn"}
     with open(tsv, newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
-    labels, missing = {}, []
+    labels = {}
     import zipfile
 
     for row in rows:
@@ -112,8 +112,6 @@ def package_images() -> tuple[Path, dict[str, str]] | str:
                         target.write_bytes(zf.read(inner))
         if target.is_file():
             labels[str(Path(row["file"]))] = row["category"]
-        else:
-            missing.append(row["file"])
     if len(labels) < 10:
         return f"only {len(labels)} of {len(rows)} package images could be obtained"
     return root / "files", labels
