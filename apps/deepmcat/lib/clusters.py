@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import defaultdict
 
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from monailabel.interfaces.exception import MONAILabelException
 
-from deepmcat.inference import Model, classify_path
-from deepmcat.io import ReadError
+from deepmcat.inference import Model, classify_path, describe
+from deepmcat.io import ReadError, Unit
 from deepmcat.naming import Naming, name_clusters
 from lib.datastores import label_file_category
 
@@ -45,30 +46,43 @@ def clinician_labels(datastore: Datastore) -> dict[str, str]:
     return labels
 
 
-def image_score(model: Model, path: str) -> dict:
-    answer = classify_path(model, path, k=1)
+def _score(model: Model, answer: dict) -> dict:
+    """What image info keeps of an answer (see :func:`deepmcat.inference.describe`)."""
     return {key: answer[key] for key in ("cluster", "category", "confidence", "distance", "n_units")} | {
         "trained_at": model.info["trained_at"]}
 
 
+def store_scores(datastore: Datastore, scores: dict[str, dict]) -> None:
+    for image_id, score in scores.items():
+        try:
+            datastore.update_image_info(image_id, {SCORE_KEY: score})
+        except MONAILabelException as exc:  # a DICOMweb series has no local record to keep it in
+            log.debug("score of %s not stored: %s", image_id, exc.msg)
+
+
+def collection_scores(model: Model, units: list[Unit], tensors, image_of: dict[str, str]) -> dict[str, dict]:
+    """Scores of images whose units are already loaded (after training), without reading their files again."""
+    preds = model.predict(tensors, k=1)
+    members: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
+    for unit, pred in zip(units, preds):
+        members[image_of[unit.unit_id]][0].append(unit)
+        members[image_of[unit.unit_id]][1].append(pred)
+    return {image_id: _score(model, describe(model, us, ps)) for image_id, (us, ps) in members.items()}
+
+
 def image_scores(datastore: Datastore, model: Model, refresh: bool = False) -> dict[str, dict]:
     """Every readable image's score under ``model``, computing (and storing) those missing or stale."""
-    scores = {}
+    scores, new = {}, {}
     for image_id in datastore.list_images():
-        info = datastore.get_image_info(image_id) or {}
-        score = info.get(SCORE_KEY)
+        score = (datastore.get_image_info(image_id) or {}).get(SCORE_KEY)
         if refresh or not score or score.get("trained_at") != model.info["trained_at"]:
-            path = datastore.get_image_uri(image_id)
             try:
-                score = image_score(model, path)
+                score = new[image_id] = _score(model, classify_path(model, datastore.get_image_uri(image_id), k=1))
             except (ReadError, ValueError, OSError) as exc:
                 log.warning("cannot score %s: %s", image_id, exc)
                 continue
-            try:
-                datastore.update_image_info(image_id, {SCORE_KEY: score})
-            except MONAILabelException as exc:  # a DICOMweb series has no local record to keep it in
-                log.debug("score of %s not stored: %s", image_id, exc.msg)
         scores[image_id] = score
+    store_scores(datastore, new)
     return scores
 
 

@@ -28,7 +28,7 @@ from deepmcat.data import load_units
 from deepmcat.inference import ModelCache
 from deepmcat.io import scan
 from deepmcat.trainer import Trainer
-from lib.clusters import clinician_labels, image_path, publish_names
+from lib.clusters import clinician_labels, collection_scores, image_path, publish_names, store_scores
 from lib.configs.deepmcat import AppSettings
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,10 @@ class DeepMCATTrain(TrainTask):
         # tqdm bars would flood the task log (MONAI Label keeps its last 20 lines): one line per epoch instead
         trainer = Trainer(cfg, self.settings.model_dir, progress=False, on_epoch=on_epoch)
         result = trainer.fit_collection(collection, labels=unit_labels)
-        naming = publish_names(datastore, self.models.get())
+        model = self.models.get()
+        scores = collection_scores(model, collection.units, collection.tensors, image_of)  # no second read
+        store_scores(datastore, scores)
+        naming = publish_names(datastore, model, scores)
         sizes = Counter(int(c) for c in result.assignments)
         return {"units": len(collection.units), "images": len(set(image_of.values())),
                 "labelled_images": len(labels), "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())},
