@@ -81,6 +81,14 @@ class DeepMCATLogic(ScriptedLoadableModuleLogic):
         return sample, node
 
 
+def _row(*widgets):
+    """Widgets side by side, as one form row."""
+    row = qt.QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    return row
+
+
 class DeepMCATWidget(ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -93,10 +101,7 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
 
         self.server_edit = qt.QLineEdit(DEFAULT_SERVER)
         self.connect_button = qt.QPushButton("Connect")
-        row = qt.QHBoxLayout()
-        row.addWidget(self.server_edit)
-        row.addWidget(self.connect_button)
-        form.addRow("Server:", row)
+        form.addRow("Server:", _row(self.server_edit, self.connect_button))
         self.model_label = qt.QLabel("not connected")
         self.model_label.wordWrap = True
         form.addRow("Model:", self.model_label)
@@ -121,10 +126,7 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
 
         self.strategy_combo = qt.QComboBox()
         self.next_button = qt.QPushButton("Next series to review")
-        row = qt.QHBoxLayout()
-        row.addWidget(self.strategy_combo)
-        row.addWidget(self.next_button)
-        form.addRow("Strategy:", row)
+        form.addRow("Strategy:", _row(self.strategy_combo, self.next_button))
         self.sample_label = qt.QLabel("")
         self.sample_label.wordWrap = True
         form.addRow(self.sample_label)
@@ -132,10 +134,7 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
         self.category_combo = qt.QComboBox()
         self.category_combo.editable = True
         self.submit_button = qt.QPushButton("Submit category")
-        row = qt.QHBoxLayout()
-        row.addWidget(self.category_combo)
-        row.addWidget(self.submit_button)
-        form.addRow("Category:", row)
+        form.addRow("Category:", _row(self.category_combo, self.submit_button))
 
         self.train_button = qt.QPushButton("Retrain")
         self.train_label = qt.QLabel("")
