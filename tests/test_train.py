@@ -139,3 +139,35 @@ def test_acquisition_level_clustering_keeps_rare_acquisition_types():
     from deepmcat.metrics import evaluate
 
     assert evaluate(truth, result.assignments)["worst_recall"] == 1.0
+
+
+def test_study_negatives_ignore_other_studies_and_fall_back_to_the_batch():
+    import torch
+
+    from deepmcat.trainer import group_contrastive
+
+    torch.manual_seed(0)
+    z = torch.randn(4, 16)
+    groups = torch.arange(4)
+    studies = torch.tensor([0, 0, 1, 1])
+    # rotate study 1's embeddings: similarities inside each study stay, those across studies change
+    q, _ = torch.linalg.qr(torch.randn(16, 16))
+    rotated = torch.cat([z[:2], z[2:] @ q])
+    assert torch.isclose(group_contrastive(rotated, rotated, groups, studies=studies),
+                         group_contrastive(z, z, groups, studies=studies), atol=1e-5)
+    assert not torch.isclose(group_contrastive(rotated, rotated, groups), group_contrastive(z, z, groups),
+                             atol=1e-3)
+    # each unit alone in its study: every anchor falls back to the whole batch
+    assert torch.isclose(group_contrastive(z, z, groups, studies=torch.arange(4)), group_contrastive(z, z, groups))
+
+
+def test_units_are_assigned_with_their_acquisition():
+    from deepmcat.clustering import FeatureTransform, embed_units
+
+    transform = FeatureTransform(np.eye(2, dtype=np.float32), np.zeros(2, np.float32))
+    feats = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)
+    mixed = embed_units(transform, feats, ["a", "a", "a", "b"], 0.5)
+    assert np.allclose(mixed[3], [0, 1])  # alone in its acquisition: unchanged
+    assert np.allclose(mixed[0], 0.5 * np.array([1, 0]) + 0.5 * transform(feats[:3].mean(0, keepdims=True))[0])
+    assert np.allclose(embed_units(transform, feats, None, 0.5), transform(feats))
+    assert np.allclose(embed_units(transform, feats, ["a", "a", "a", "b"], 0.0), transform(feats))

@@ -84,6 +84,17 @@ def group_means(features: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return (sums / np.bincount(groups)[:, None]).astype(np.float32)
 
 
+def embed_units(transform: FeatureTransform, features: np.ndarray, acquisitions: Sequence[str] | None,
+                weight: float) -> np.ndarray:
+    """Units' embeddings for assignment: each mixed with its acquisition's embedding (mean feature of its
+    units, projected) with ``weight``; plain unit embeddings when acquisitions are unknown."""
+    x = transform(features)
+    if acquisitions is None or weight <= 0 or len(x) == 0:
+        return x
+    ids = np.unique(np.asarray(acquisitions), return_inverse=True)[1]
+    return ((1 - weight) * x + weight * transform(group_means(features, ids))[ids]).astype(np.float32)
+
+
 def seeded_centroids(x: np.ndarray, labels: Sequence[str | None], k: int, seed: int = 0) -> np.ndarray | None:
     """Initial centroids for seeded k-means (Basu, Banerjee & Mooney 2002): one per labelled category (the
     mean of its labelled points), the rest drawn by k-means++ from the other points. None without labels."""

@@ -40,9 +40,14 @@ class ClusterConfig:
     whiten: bool = True
     whiten_min_points: int = 10
     niter: int = 30
-    nredo: int = 5
+    #: k-means restarts, the lowest objective kept: cheap on acquisition means, and with few restarts a
+    #: small category is often merged into a neighbour while a large one is split (benchmarks/README.md)
+    nredo: int = 20
     #: fit PCA and k-means on acquisition means (one point per series and image type) rather than units
     by_acquisition: bool = True
+    #: when a unit is assigned, its embedding is mixed with its acquisition's with this weight: the slices
+    #: of one stack decide together, while a unit unlike the rest of its series can still go elsewhere
+    acquisition_weight: float = 0.5
 
     def n_train_clusters(self, n_samples: int) -> int:
         k = self.train_clusters or 4 * self.clusters
@@ -62,8 +67,14 @@ class TrainConfig:
     #: "sgd" (DeepCluster's) or "adamw"
     optimizer: str = "sgd"
     lr: float = 0.05
+    #: "cosine" decays the learning rate from ``lr`` towards 0 over all epochs; "constant" keeps it
+    lr_schedule: str = "cosine"
     momentum: float = 0.9
     weight_decay: float = 1e-5
+    #: contrastive negatives: "study" uses only other acquisitions of the anchor's own examination (other
+    #: subjects' acquisitions of the same category are not pushed away; anchors without any fall back to
+    #: the whole batch), "batch" every other unit in the batch (SimCLR)
+    negatives: str = "study"
     #: weight of the pseudo-label cross-entropy next to the contrastive term in the clustering epochs
     cluster_weight: float = 0.5
     #: sample pseudo-label clusters uniformly (the paper's answer to imbalance)

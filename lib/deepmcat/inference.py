@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from deepmcat import checkpoint
-from deepmcat.clustering import FeatureTransform, squared_distances
+from deepmcat.clustering import FeatureTransform, embed_units, squared_distances
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import load_units
 from deepmcat.io import ReadError, Unit, scan
@@ -79,9 +79,11 @@ class Model:
     def category(self, cluster: int) -> str:
         return self.names.get(int(cluster), f"cluster_{int(cluster):02d}")
 
-    def embed(self, tensors: np.ndarray) -> np.ndarray:
-        """PCA-projected, L2-normalised features (what the centroids live in)."""
-        return self.transform(extract_features(self.net, tensors, self.device, self.config.train.amp))
+    def embed(self, tensors: np.ndarray, acquisitions: Sequence[str] | None = None) -> np.ndarray:
+        """PCA-projected, L2-normalised features (what the centroids live in), each mixed with its
+        acquisition's when ``acquisitions`` (one key per unit) are given, as in training."""
+        feats = extract_features(self.net, tensors, self.device, self.config.train.amp)
+        return embed_units(self.transform, feats, acquisitions, self.config.cluster.acquisition_weight)
 
     def probabilities(self, d2: np.ndarray) -> np.ndarray:
         """(n, k) softmax over negative squared distances ``d2`` to the centroids.
@@ -91,8 +93,9 @@ class Model:
         """
         return torch.softmax(torch.from_numpy(-d2 / self.temperature), dim=1).numpy()
 
-    def predict(self, tensors: np.ndarray, k: int = 3) -> list[Prediction]:
-        return self.predict_embedded(self.embed(tensors), k) if len(tensors) else []
+    def predict(self, tensors: np.ndarray, k: int = 3, acquisitions: Sequence[str] | None = None
+                ) -> list[Prediction]:
+        return self.predict_embedded(self.embed(tensors, acquisitions), k) if len(tensors) else []
 
     def predict_embedded(self, embedded: np.ndarray, k: int = 3) -> list[Prediction]:
         """:meth:`predict` from :meth:`embed`'s output (when the embedding is needed as well)."""
@@ -152,7 +155,8 @@ def classify_path(model: Model, path: str | Path, k: int = 3) -> dict:
     collection = load_units(report.units, model.config.preprocess, progress=False)
     if not collection.units:
         raise ReadError(collection.failed[0][1])
-    return describe(model, collection.units, model.predict(collection.tensors, k))
+    units = collection.units
+    return describe(model, units, model.predict(collection.tensors, k, [u.acquisition for u in units]))
 
 
 class ModelCache:

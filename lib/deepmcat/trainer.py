@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from deepmcat import __version__, checkpoint
 from deepmcat.augment import augment
-from deepmcat.clustering import fit_clusters, squared_distances
+from deepmcat.clustering import embed_units, fit_clusters, squared_distances
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import Collection
 from deepmcat.distributed import Ranks
@@ -62,14 +63,18 @@ def extract_features(net: DeepMCATNet, tensors: np.ndarray, device: torch.device
     return np.concatenate(out) if out else np.zeros((0, net.feature_dim), np.float32)
 
 
-def group_contrastive(z1: torch.Tensor, z2: torch.Tensor, groups: torch.Tensor, temperature: float = 0.2
-                      ) -> torch.Tensor:
+def group_contrastive(z1: torch.Tensor, z2: torch.Tensor, groups: torch.Tensor, temperature: float = 0.2,
+                      studies: torch.Tensor | None = None) -> torch.Tensor:
     """Contrastive loss over two views of a batch where every view of the same *group* is a positive.
 
     Groups are acquisition groups (units of one DICOM series with one image type: the slices of a short-axis
     stack, the planes of a scout), known from the headers without any label. With every unit its own group
     this is SimCLR's NT-Xent; with series groups it is the supervised-contrastive form (Khosla et al. 2020)
     fed by DICOM structure, which makes features invariant to slice position within an acquisition.
+
+    With ``studies``, an anchor's negatives are only the other acquisitions of its own study (examination):
+    those are other categories, while another subject's acquisition may well be the same category, and
+    pushing it away would teach patient identity instead of category.
     """
     z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
     g = torch.cat([groups, groups])
@@ -77,6 +82,11 @@ def group_contrastive(z1: torch.Tensor, z2: torch.Tensor, groups: torch.Tensor, 
     self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
     sim = sim.masked_fill(self_mask, float("-inf"))
     positives = (g[:, None] == g[None, :]) & ~self_mask
+    if studies is not None:  # negatives only from the anchor's own study, where it has any in this batch
+        s = torch.cat([studies, studies])
+        same = s[:, None] == s[None, :]
+        has_negatives = (same & ~positives & ~self_mask).any(dim=1, keepdim=True)
+        sim = sim.masked_fill(has_negatives & ~same & ~positives, float("-inf"))
     log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
     return -(log_prob.masked_fill(~positives, 0).sum(1) / positives.sum(1)).mean()
 
@@ -99,6 +109,11 @@ def uniform_cluster_sample(assignments: np.ndarray, n: int, rng: np.random.Gener
     per = int(np.ceil(n / len(clusters)))
     picks = [rng.choice(m, per, replace=len(m) < per) for m in clusters]
     return rng.permutation(np.concatenate(picks))[:n]
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 class JointOptimizer:
@@ -179,7 +194,8 @@ class Trainer:
             v1, v2 = self._views(x, gen)
             with autocast(self.device, self.cfg.train.amp):
                 (_, logits1, z1), (_, logits2, z2) = self._forward(net, v1, v2)
-                loss = group_contrastive(z1, z2, torch.from_numpy(groups[idx]).to(self.device))
+                loss = group_contrastive(z1, z2, torch.from_numpy(groups[idx]).to(self.device),
+                                         studies=self._negative_studies(idx))
                 if labels is not None:
                     y = torch.from_numpy(labels[idx]).to(self.device)
                     ce = F.cross_entropy(logits1.float(), y) + F.cross_entropy(logits2.float(), y)
@@ -190,6 +206,14 @@ class Trainer:
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         return float(np.mean(losses)) if losses else 0.0
+
+    def _negative_studies(self, idx: np.ndarray) -> torch.Tensor | None:
+        """The study of each unit in a batch when negatives come from the anchor's own study."""
+        if self.cfg.train.negatives == "batch":
+            return None
+        if self.cfg.train.negatives != "study":
+            raise ValueError(f"unknown negatives {self.cfg.train.negatives!r}: use study or batch")
+        return torch.from_numpy(self.study_ids[idx]).to(self.device)
 
     def _cluster(self, features: np.ndarray, k: int, seed: int):
         """PCA + k-means on rank 0, its result broadcast to the other ranks."""
@@ -207,6 +231,16 @@ class Trainer:
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=True)
+
+    def _lr(self, epoch: int) -> float:
+        """Learning rate of ``epoch`` (0-based): a function of the epoch alone, so a resumed run continues
+        the same schedule."""
+        t = self.cfg.train
+        if t.lr_schedule == "constant":
+            return t.lr
+        if t.lr_schedule != "cosine":
+            raise ValueError(f"unknown lr_schedule {t.lr_schedule!r}: use cosine or constant")
+        return t.lr * 0.5 * (1 + math.cos(math.pi * epoch / (t.warmup_epochs + t.epochs)))
 
     def _optimizer(self, params) -> torch.optim.Optimizer:
         t = self.cfg.train
@@ -247,6 +281,7 @@ class Trainer:
         contrast = [f"label:{lab}" if lab else f"acq:{acq}" for acq, lab in zip(acquisitions, labels or [None] * n)]
         group_ids = np.unique(contrast, return_inverse=True)[1]
         study_ids = np.unique(list(studies) if studies is not None else list(unit_ids), return_inverse=True)[1]
+        self.study_ids = study_ids
         torch.manual_seed(t.seed)
         rng = np.random.default_rng(t.seed)
         gen = torch.Generator().manual_seed(t.seed)
@@ -277,7 +312,8 @@ class Trainer:
                       disable=not self.progress)
         for epoch in epochs:
             tic = time.time()
-            record: dict = {"epoch": epoch + 1}
+            record: dict = {"epoch": epoch + 1, "lr": self._lr(epoch)}
+            set_lr(optimizer, record["lr"])
             if epoch < t.warmup_epochs:
                 record["stage"] = "warm-up"
                 record["loss"] = self._train_pass(self._parallel(net), optimizer, tensors,
@@ -293,7 +329,7 @@ class Trainer:
                 record["empty_clusters"] = result.empty_clusters
                 prev = labels
                 net.reset_head(k_train)
-                head_opt = self._optimizer(net.head.parameters())
+                head_opt = self._optimizer(net.head.parameters())  # full rate: the fresh head must fit this epoch
                 order = uniform_cluster_sample(labels, n, rng) if t.uniform_sampling else rng.permutation(n)
 
                 record["loss"] = self._train_pass(self._parallel(net), JointOptimizer(optimizer, head_opt), tensors,
@@ -335,7 +371,8 @@ class Trainer:
         feats = self._features(net, tensors)
         transform, result = self._cluster(feats, cfg.cluster.clusters, seed=cfg.train.seed)
         seen = self.ranks.gather_objects(sorted(self.seen_units))
-        d2 = squared_distances(transform(feats), result.centroids)
+        embedded = embed_units(transform, feats, self.groups, cfg.cluster.acquisition_weight)
+        d2 = squared_distances(embedded, result.centroids)
         result.assignments = d2.argmin(axis=1)  # what inference gives each unit
         temperature = float(np.mean(d2.min(axis=1))) + 1e-6
         state = {
