@@ -2,6 +2,7 @@
 
     python -m benchmarks.run --suite quick      # 2-core CPU: about 15 minutes
     python -m benchmarks.run --suite full       # larger generated sets and 3 seeds (see benchmarks/README.md)
+    python -m benchmarks.run --suite full --seeds 1   # the same with one training seed per method
 
 Quality, on each data set with the same canonical tensors and the same K:
 k-means on raw pixels and on their PCA (units, what a user could do without DeepMCAT); features of a
@@ -23,7 +24,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -181,16 +182,25 @@ def quality(data: Path, labels: dict[str, str], suite: Suite, device: str) -> di
 # ----------------------------------------------------------------------------------------------- speed
 
 
+def rss_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in MB, from /proc: unlike getrusage's ru_maxrss,
+    which a child inherits from the process that forked it, these belong to this process image alone."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def clustering_probe(n: int) -> dict:
-    """Time and peak memory (of this whole process, torch included) of the clustering step (PCA-whitening +
-    L2 + k-means, K = 48) on n random 128-d vectors."""
+    """Time and memory of the clustering step (PCA-whitening + L2 + k-means, K = 48) on n random 128-d
+    vectors: this process's resident memory before, and its peak (imports included)."""
     cfg = DeepMCATConfig().cluster
+    before = rss_mb("VmRSS")
     x = np.random.default_rng(0).standard_normal((n, 128)).astype(np.float32)
     tic = time.time()
     transform = FeatureTransform.fit(x, cfg.pca_dim, whiten=True)
     kmeans(transform(x), 48, cfg, seed=0)
-    return {"n": n, "seconds": round(time.time() - tic, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {"n": n, "seconds": round(time.time() - tic, 3), "rss_before_mb": before, "peak_rss_mb": rss_mb("VmHWM")}
 
 
 def speed(suite: Suite, data: Path, device: str) -> dict:
@@ -251,16 +261,56 @@ def fmt(cell: list[float]) -> str:
     return f"{cell[0]:.3f} ± {cell[1]:.3f}"
 
 
+def markdown(results: dict) -> str:
+    """The suite's tables (what README and benchmarks/README.md show) from its JSON."""
+    m, seeds = results["machine"], results["settings"]["seeds"]
+    lines = [f"## {results['suite']} suite — {m['processor']} x{m['cpus']}, {m['gpu'] or 'no GPU'}, "
+             f"{results['wall_seconds'] / 60:.1f} min, {seeds} seed(s)", ""]
+    for name, q in results["quality"].items():
+        if "skipped" in q:
+            lines += [f"### {name}: skipped ({q['skipped']})", ""]
+            continue
+        train = ", ".join(f"{k} {v} s" for k, v in q.get("train_seconds_per_run", {}).items())
+        lines += [f"### {name}: {q['units']} units, {q['acquisitions']} acquisitions, {q['categories']} categories "
+                  f"(training per run: {train})", "",
+                  "| method | K | purity | NMI | ARI | ACC | worst recall |", "|---|---|---|---|---|---|---|"]
+        for key, row in q["table"].items():
+            method, k = key.split(" | K=")
+            lines.append(f"| {method} | {k} | " + " | ".join(fmt(row[mm]) for mm in METRICS) + " |")
+        lines.append("")
+    if "speed" not in results:
+        return "\n".join(lines + ["(stopped before the speed measurements)"])
+    s = results["speed"]
+    lines += ["### speed", "",
+              f"- preprocessing: {s['preprocess_units_per_s']} units/s; feature extraction: "
+              f"{s['feature_extraction_units_per_s']} units/s",
+              f"- k-means of {s['kmeans_points']} points, K = {s['kmeans_k']}: faiss {s['faiss_seconds']} s, "
+              f"scikit-learn {s['sklearn_seconds']} s ({s['sklearn_over_faiss']} x)",
+              f"- inference per series (read + preprocess + predict): p50 {s['inference_latency']['p50_ms']} ms, "
+              f"p95 {s['inference_latency']['p95_ms']} ms",
+              "- clustering step (PCA-whitening + k-means K = 48, 128-d), each N in its own process: " + ", ".join(
+                  f"N = {p['n']}: {p['seconds']} s, RSS {p.get('rss_before_mb', '?')} -> peak {p['peak_rss_mb']} MB"
+                  for p in s["clustering_step"])]
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", choices=sorted(SUITES), default="quick")
     p.add_argument("--device", default="auto")
+    p.add_argument("--seeds", type=int, help="training seeds per method (default: the suite's)")
     p.add_argument("--probe", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--table", metavar="JSON", help="print the tables of an earlier run's results file and exit")
     args = p.parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text())))
+        return
     if args.probe:
         print(json.dumps(clustering_probe(args.probe)))
         return
     suite = SUITES[args.suite]
+    if args.seeds:
+        suite = replace(suite, seeds=args.seeds)
     started = time.time()
     results: dict = {"suite": args.suite, "settings": suite.__dict__, "machine": machine(), "quality": {}}
     sets = datasets(suite)
@@ -269,6 +319,16 @@ def main() -> None:
         results["quality"]["real package images (modality_bodypart)"] = {"skipped": packages}
     else:
         sets["real package images (modality_bodypart)"] = packages
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{args.suite}-{dt.date.today().isoformat()}.json"
+
+    def save(complete: bool) -> None:
+        """Written after every data set, so a stopped run keeps what it measured."""
+        results["wall_seconds"] = round(time.time() - started, 1)
+        results["complete"] = complete
+        results["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        out.write_text(json.dumps(results, indent=1))
+
     for name, (data, labels) in sets.items():
         tic = time.time()
         try:
@@ -277,40 +337,13 @@ def main() -> None:
             results["quality"][name] = {"skipped": f"{type(exc).__name__}: {exc}"}
         results["quality"][name]["seconds"] = round(time.time() - tic, 1)
         print(f"{name}: done in {time.time() - tic:.0f} s", flush=True)
+        save(complete=False)
     imbalanced = next(d for n, (d, _) in sets.items() if "imbalanced" in n)
     results["speed"] = speed(suite, imbalanced, args.device)
     model_dir = sorted((HERE / ".models").glob(f"suite-{imbalanced.name}-*-0-1"))[0]
     results["speed"]["inference_latency"] = latency(model_dir, imbalanced, args.device)
-    results["wall_seconds"] = round(time.time() - started, 1)
-    results["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{args.suite}-{dt.date.today().isoformat()}.json"
-    out.write_text(json.dumps(results, indent=1))
-
-    m = results["machine"]
-    print(f"\n## {args.suite} suite — {m['processor']} x{m['cpus']}, {m['gpu'] or 'no GPU'}, "
-          f"{results['wall_seconds'] / 60:.1f} min\n")
-    for name, q in results["quality"].items():
-        if "skipped" in q:
-            print(f"### {name}: skipped ({q['skipped']})\n")
-            continue
-        print(f"### {name}: {q['units']} units, {q['acquisitions']} acquisitions, {q['categories']} categories, "
-              f"{suite.seeds} seeds\n")
-        print("| method | K | purity | NMI | ARI | ACC | worst recall |\n|---|---|---|---|---|---|---|")
-        for key, row in q["table"].items():
-            method, k = key.split(" | K=")
-            print(f"| {method} | {k} | " + " | ".join(fmt(row[mm]) for mm in METRICS) + " |")
-        print()
-    s = results["speed"]
-    print("### speed\n")
-    print(f"- preprocessing: {s['preprocess_units_per_s']} units/s; feature extraction: "
-          f"{s['feature_extraction_units_per_s']} units/s")
-    print(f"- k-means of {s['kmeans_points']} points, K = {s['kmeans_k']}: faiss {s['faiss_seconds']} s, "
-          f"scikit-learn {s['sklearn_seconds']} s ({s['sklearn_over_faiss']} x)")
-    print(f"- inference per series (read + preprocess + predict): p50 {s['inference_latency']['p50_ms']} ms, "
-          f"p95 {s['inference_latency']['p95_ms']} ms")
-    print("- clustering step (PCA-whitening + k-means K = 48, 128-d): " + ", ".join(
-        f"N = {p['n']}: {p['seconds']} s, peak RSS {p['peak_rss_mb']} MB" for p in s["clustering_step"]))
+    save(complete=True)
+    print(markdown(results))
     print(f"\nsaved {out}")
 
 
