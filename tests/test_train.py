@@ -97,6 +97,13 @@ def test_bad_parameters_are_refused(collection, tmp_path):
     cfg.cluster.clusters = 10_000
     with pytest.raises(ValueError, match="cannot make"):
         Trainer(cfg, tmp_path, progress=False).fit(collection.tensors, [u.unit_id for u in collection.units])
+    for option, value in (("negatives", "everyone"), ("lr_schedule", "step")):
+        cfg = tiny_config()
+        setattr(cfg.train, option, value)
+        with pytest.raises(ValueError, match=f"unknown {option}"):
+            Trainer(cfg, tmp_path / option, progress=False).fit(collection.tensors,
+                                                                [u.unit_id for u in collection.units])
+        assert not (tmp_path / option / "checkpoint.pt").exists()
     cfg = tiny_config()
     cfg.train.device = "tpu"
     with pytest.raises(ValueError, match="unknown device"):

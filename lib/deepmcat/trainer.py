@@ -155,6 +155,7 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         self.groups: np.ndarray | None = None  # acquisition id of each unit, set by fit()
         self.labels: list[str | None] | None = None  # clinicians' category of each unit, set by fit()
+        self.study_ids: np.ndarray | None = None  # examination of each unit, set by fit()
 
     # -------------------------------------------------------------------------------------------- steps
 
@@ -211,8 +212,6 @@ class Trainer:
         """The study of each unit in a batch when negatives come from the anchor's own study."""
         if self.cfg.train.negatives == "batch":
             return None
-        if self.cfg.train.negatives != "study":
-            raise ValueError(f"unknown negatives {self.cfg.train.negatives!r}: use study or batch")
         return torch.from_numpy(self.study_ids[idx]).to(self.device)
 
     def _cluster(self, features: np.ndarray, k: int, seed: int):
@@ -269,6 +268,9 @@ class Trainer:
             raise ValueError(f"training needs at least 4 units, got {n}")
         if cfg.cluster.clusters > n:
             raise ValueError(f"cannot make {cfg.cluster.clusters} clusters of {n} units")
+        if t.negatives not in ("study", "batch"):
+            raise ValueError(f"unknown negatives {t.negatives!r}: use study or batch")
+        self._lr(0)  # refuses an unknown schedule before anything is written
         if tensors.shape[1:] != (cfg.preprocess.frames, cfg.preprocess.size, cfg.preprocess.size):
             raise ValueError(f"tensors of shape {tensors.shape[1:]} do not match the preprocessing config")
         self.out_dir.mkdir(parents=True, exist_ok=True)
