@@ -257,8 +257,8 @@ def latency(model_dir: Path, data: Path, device: str) -> dict:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def fmt(cell: list[float]) -> str:
-    return f"{cell[0]:.3f} ± {cell[1]:.3f}"
+def fmt(cell: list[float], seeds: int) -> str:
+    return f"{cell[0]:.3f} ± {cell[1]:.3f}" if seeds > 1 else f"{cell[0]:.3f}"
 
 
 def markdown(results: dict) -> str:
@@ -276,7 +276,7 @@ def markdown(results: dict) -> str:
                   "| method | K | purity | NMI | ARI | ACC | worst recall |", "|---|---|---|---|---|---|---|"]
         for key, row in q["table"].items():
             method, k = key.split(" | K=")
-            lines.append(f"| {method} | {k} | " + " | ".join(fmt(row[mm]) for mm in METRICS) + " |")
+            lines.append(f"| {method} | {k} | " + " | ".join(fmt(row[mm], seeds) for mm in METRICS) + " |")
         lines.append("")
     if "speed" not in results:
         return "\n".join(lines + ["(stopped before the speed measurements)"])
