@@ -36,7 +36,7 @@ BUDGETS = (0, 1, 3)
 
 def acquisition_scores(model: Model, collection, truth: list[str]):
     """Per acquisition: its score (cluster by vote, confidence, distance) and its true category."""
-    preds = model.predict(collection.tensors, k=1, acquisitions=[u.acquisition for u in collection.units])
+    preds = model.predict(collection.tensors, k=1, acquisitions=collection.acquisitions)
     members: dict[str, list] = defaultdict(list)
     for unit, pred, category in zip(collection.units, preds, truth):
         members[unit.acquisition].append((pred, category))

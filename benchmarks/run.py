@@ -139,7 +139,7 @@ def quality(data: Path, labels: dict[str, str], suite: Suite, device: str) -> di
         truth = unit_truth(collection.units, labels, data.resolve())
     c = len(set(truth))
     cfg.cluster.clusters = c
-    groups = np.unique([u.acquisition for u in collection.units], return_inverse=True)[1]
+    groups = np.unique(collection.acquisitions, return_inverse=True)[1]
     pixels = np.ascontiguousarray(collection.tensors.reshape(len(truth), -1))
     projected = FeatureTransform.fit(pixels, cfg.cluster.pca_dim, whiten=False)(pixels)
     runs: dict[str, list[dict]] = {}

@@ -188,7 +188,7 @@ def predict_rows(model, collection, root: Path) -> list[dict]:
     """
     from deepmcat.inference import series_vote
 
-    preds = model.predict(collection.tensors, k=3, acquisitions=[u.acquisition for u in collection.units])
+    preds = model.predict(collection.tensors, k=3, acquisitions=collection.acquisitions)
     by_acquisition = defaultdict(list)
     for unit, pred in zip(collection.units, preds):
         by_acquisition[unit.acquisition].append(pred)

@@ -27,6 +27,11 @@ class Collection:
     failed: list[tuple[str, str]] = field(default_factory=list)
     n_files: int = 0
 
+    @property
+    def acquisitions(self) -> list[str]:
+        """Each unit's acquisition key (series and image type), in unit order."""
+        return [u.acquisition for u in self.units]
+
 
 def _load_one(unit: Unit, cfg: PreprocessConfig) -> np.ndarray | str:
     try:

@@ -155,8 +155,7 @@ def classify_path(model: Model, path: str | Path, k: int = 3) -> dict:
     collection = load_units(report.units, model.config.preprocess, progress=False)
     if not collection.units:
         raise ReadError(collection.failed[0][1])
-    units = collection.units
-    return describe(model, units, model.predict(collection.tensors, k, [u.acquisition for u in units]))
+    return describe(model, collection.units, model.predict(collection.tensors, k, collection.acquisitions))
 
 
 class ModelCache:

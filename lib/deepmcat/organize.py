@@ -144,7 +144,7 @@ class Organizer:
                 if not collection.units:
                     row["error"] = collection.failed[0][1] if collection.failed else "no readable image"
                     return row, None
-                embedded = self.model.embed(collection.tensors, [u.acquisition for u in collection.units])
+                embedded = self.model.embed(collection.tensors, collection.acquisitions)
                 preds = self.model.predict_embedded(embedded, k=1)
                 vote = series_vote(preds)
                 embedding = embedded.mean(axis=0)

@@ -359,7 +359,7 @@ class Trainer:
         """:meth:`fit` on a loaded collection, with acquisitions and studies taken from its units' headers."""
         units = collection.units
         return self.fit(collection.tensors, [u.unit_id for u in units], truth, resume=resume,
-                        groups=[u.acquisition for u in units], studies=[u.study for u in units], labels=labels)
+                        groups=collection.acquisitions, studies=[u.study for u in units], labels=labels)
 
     def _monitor(self, net, tensors, truth, epoch) -> dict:
         feats = self._features(net, tensors)
