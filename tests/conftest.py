@@ -129,3 +129,14 @@ def wait_for_training(client, timeout: float = 300) -> dict:
             return status
         time.sleep(1)
     raise TimeoutError("training did not finish")
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tiny_phantoms, tmp_path_factory) -> Path:
+    """A model folder trained for two epochs on ``tiny_phantoms`` (4 clusters, 4 x 32 x 32 input)."""
+    from deepmcat.cli import main
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    assert main(["train", "--data", str(tiny_phantoms), "--out", str(out), "--clusters", "4", "--frames", "4",
+                 "--size", "32", "--warmup-epochs", "1", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+    return out

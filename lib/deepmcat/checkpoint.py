@@ -1,13 +1,21 @@
-"""Atomic, verified checkpoints: write to a temporary file, fsync, rename; a SHA-256 in the file checks loads."""
+"""Atomic, verified checkpoints: write to a temporary file, fsync, rename; a SHA-256 in the file checks loads.
+
+Files hold tensors, numbers, strings, lists and dicts only, and are read with ``torch.load(weights_only=True)``:
+a model file is data, never code. The checksum proves the file is whole, not where it came from, so a file
+that needs pickle to load (one that could run code) is refused whatever its checksum says.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import pickle
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 CHECKPOINT = "checkpoint.pt"  # the training state, rewritten every epoch
@@ -36,14 +44,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def to_plain(obj: Any) -> Any:
+    """``obj`` with numpy arrays as tensors and numpy scalars as Python numbers: what a weights-only load
+    accepts (tensors, numbers, strings, None, lists, tuples and dicts)."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_plain(v) for v in obj)
+    return obj
+
+
 def save(state: dict, path: Path) -> None:
-    """torch.save ``state`` to ``path`` atomically, its SHA-256 in the same file.
+    """torch.save ``state`` to ``path`` atomically, its SHA-256 in the same file (numpy arrays become tensors).
 
     One file, written to a temporary name and renamed: a reader sees the old file or the new one, never a
     mix, whenever the writer is killed (a digest in a second file could not be replaced together with it).
     """
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save(to_plain(state), buffer)
     payload = buffer.getvalue()
     atomic_write_bytes(Path(path), MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
@@ -60,7 +82,10 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
     if hashlib.sha256(payload).hexdigest() != digest:
         raise CheckpointError(f"{path} is corrupt: its content does not match its SHA-256 checksum")
     try:
-        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path} is refused: it holds Python objects, not only tensors, numbers, strings, "
+                              "lists and dicts, and loading it could run code") from exc
     except Exception as exc:
         raise CheckpointError(f"{path} is not a readable DeepMCAT model ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != "deepmcat":

@@ -47,7 +47,11 @@ class Model:
         self.state = state
         self.config = DeepMCATConfig.from_dict(state["config"])
         self.net = DeepMCATNet(self.config.preprocess.frames, self.config.model)
-        self.net.load_state_dict(state["net"], strict=False)
+        missing, unexpected = self.net.load_state_dict(state["net"], strict=False)  # the head is not published
+        missing = [k for k in missing if not k.startswith("head.")]
+        if missing or unexpected:
+            raise checkpoint.CheckpointError(f"{self.model_dir / checkpoint.MODEL} does not fit the network: "
+                                             f"missing {missing[:3]}, unexpected {unexpected[:3]}")
         self.net.to(self.device).eval()
         self.transform = FeatureTransform(np.asarray(state["transform"]["matrix"]),
                                           np.asarray(state["transform"]["bias"]))

@@ -301,9 +301,10 @@ class Trainer:
         if resume and ckpt_path.exists():
             state = checkpoint.load(ckpt_path, map_location=self.device)
             if state.get("fingerprint") == fp and state.get("config") == cfg.to_dict():
-                net.load_state_dict(state["net"], strict=False)
+                net.load_state_dict(state["net"])
                 optimizer.load_state_dict(state["optimizer"])
-                history, prev, start_epoch = state["history"], state["assignments"], state["epoch"]
+                history, start_epoch = state["history"], state["epoch"]
+                prev = None if state["assignments"] is None else np.asarray(state["assignments"])
                 rng.bit_generator.state = state["numpy_rng"]
                 gen.set_state(state["torch_rng"])
                 log.info("resuming from epoch %d of %d (%s)", start_epoch, total, ckpt_path)
