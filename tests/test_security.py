@@ -66,3 +66,168 @@ def test_a_model_file_missing_weights_is_refused(tmp_path, trained_tiny_model):
     checkpoint.save(state, tmp_path / checkpoint.MODEL)
     with pytest.raises(checkpoint.CheckpointError, match=f"missing \\['{first}'\\]"):
         Model(tmp_path, device="cpu")
+
+
+# ------------------------------------------------------------------------------------ decoding budget
+
+
+@pytest.fixture
+def small_budget(monkeypatch):
+    """A 1 MB decoding budget, so that bombs stay small and quick."""
+    from deepmcat import limits
+
+    monkeypatch.setattr(limits, "MAX_UNIT_BYTES", 2**20)
+
+
+def read_error(path: Path) -> str:
+    from deepmcat.data import load_units
+    from deepmcat.config import PreprocessConfig
+    from deepmcat.io import scan
+
+    report = scan(path)
+    failed = report.skipped + load_units(report.units, PreprocessConfig(frames=4, size=32), progress=False).failed
+    assert len(failed) == 1, failed
+    return failed[0][1]
+
+
+def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path, small_budget):
+    import zlib
+
+    import numpy as np
+    import pydicom
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from tests.conftest import write_dicom
+
+    path = write_dicom(tmp_path / "bomb.dcm", np.zeros((1024, 1024), np.uint16), "1.2.3")  # 2 MB of zeros
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    body = io.BytesIO()
+    with DicomFileLike(body) as fp:
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        write_dataset(fp, ds)
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        payload = deflater.compress(body.getvalue()) + deflater.flush()
+    with open(path, "wb") as fh:
+        fh.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(DicomFileLike(fh), ds.file_meta)
+        fh.write(payload)
+    assert path.stat().st_size < 20_000  # what the attacker sends
+    assert "exceeds the limit" in read_error(tmp_path)
+
+
+def encapsulated(tmp_path: Path, name: str, syntax: str, frame: bytes, rows: int, cols: int) -> Path:
+    import numpy as np
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    from tests.conftest import write_dicom
+
+    path = write_dicom(tmp_path / name, np.zeros((rows, cols), np.uint16), "1.2.4")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    ds.save_as(path)
+    return path
+
+
+def test_an_rle_bomb_is_refused_before_it_is_decoded(tmp_path):
+    import struct
+
+    # one segment of 1,000 replicate runs of 128 bytes each: 128 kB from 2 kB, for a 64 x 64 image (4 kB)
+    frame = struct.pack("<16I", 1, 64, *([0] * 14)) + b"\x81\x00" * 1000
+    encapsulated(tmp_path, "rle.dcm", "1.2.840.10008.1.2.5", frame, 64, 64)
+    assert "decodes to more than its 4096 declared bytes" in read_error(tmp_path)
+
+
+def test_a_jpeg2000_codestream_larger_than_its_header_is_refused(tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
+    ds.Rows, ds.Columns = 16, 16  # the codestream still declares 64 x 64
+    ds.save_as(tmp_path / "j2k.dcm")
+    assert "declares 64x64x1 in its compressed data, the header 16x16x1" in read_error(tmp_path)
+
+
+def test_vector_components_count_in_the_budget(tmp_path, small_budget):
+    import itk
+    import numpy as np
+
+    # 64 x 64 x 8 voxels (128 kB as float32) of 10 float64 components: 3 MB to allocate and convert
+    image = itk.image_from_array(np.zeros((8, 64, 64, 10), np.float64), is_vector=True)
+    itk.imwrite(image, str(tmp_path / "vectors.mha"))
+    assert "10 components exceeds the limit" in read_error(tmp_path)
+
+
+# ------------------------------------------------------------------------------------ odd headers
+
+
+def test_one_malformed_header_skips_its_file_only(tmp_path):
+    import numpy as np
+
+    from deepmcat.io import read_unit, scan
+    from tests.conftest import write_dicom
+
+    for i in range(3):
+        write_dicom(tmp_path / f"f{i}.dcm", np.full((8, 8), i + 1), "1.5", trigger=12.5 + i, instance=i + 1,
+                    spacing=(0.7, 1.0))
+    bad = tmp_path / "f1.dcm"
+    bad.write_bytes(bad.read_bytes().replace(b"13.5", b"abcd"))  # TriggerTime "abcd"
+    nan = tmp_path / "f2.dcm"
+    nan.write_bytes(nan.read_bytes().replace(b"0.7\\1", b"NaN\\1"))  # PixelSpacing "NaN\1"
+    report = scan(tmp_path)
+    assert [(Path(p).name, "malformed DICOM header" in r) for p, r in report.skipped] == [("f1.dcm", True)]
+    assert len(report.units) == 1 and len(report.units[0].files) == 2
+    pixels = read_unit(report.units[0])
+    assert pixels.spacing == (0.7, 1.0)  # the first file's spacing, valid
+    from deepmcat.io import _pixel_spacing
+    import pydicom
+
+    assert _pixel_spacing(pydicom.dcmread(nan)) == (1.0, 1.0)
+
+
+def test_nifti_files_of_one_name_in_two_folders_are_two_series(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from deepmcat.io import scan
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        nib.save(nib.Nifti1Image(np.random.rand(8, 8, 3).astype(np.float32), np.eye(4)),
+                 tmp_path / folder / "image.nii.gz")
+    assert sorted(u.series_uid for u in scan(tmp_path).units) == ["a/image.nii.gz", "b/image.nii.gz"]
+
+
+def test_only_the_frames_used_are_decoded_and_a_4d_file_once(tmp_path, monkeypatch):
+    import itk
+    import nibabel as nib
+    import numpy as np
+
+    from deepmcat import io as dio
+    from deepmcat.config import PreprocessConfig
+    from deepmcat.data import load_units
+    from deepmcat.preprocess import canonical
+    from tests.conftest import write_dicom
+
+    for t in range(20):
+        write_dicom(tmp_path / "cine" / f"{t:02d}.dcm", np.random.default_rng(t).integers(0, 900, (16, 16)), "1.6",
+                    trigger=10.0 * t, instance=t + 1)
+    nib.save(nib.Nifti1Image(np.random.rand(16, 16, 5, 12).astype(np.float32), np.eye(4)), tmp_path / "sax.nii.gz")
+    decoded, reads = [], []
+    real_frames, real_imread = dio._dicom_frames, itk.imread
+    monkeypatch.setattr(dio, "_dicom_frames", lambda path: decoded.append(path) or real_frames(path))
+    monkeypatch.setattr(itk, "imread", lambda *a, **k: reads.append(a[0]) or real_imread(*a, **k))
+    cfg = PreprocessConfig(frames=4, size=16)
+    units = dio.scan(tmp_path).units
+    collection = load_units(units, cfg, progress=False)
+    assert len(collection.units) == 6 and len(decoded) == 4 and len(reads) == 1
+    cine = next(i for i, u in enumerate(collection.units) if u.source == "dicom")
+    full = canonical(dio.read_unit(collection.units[cine]), cfg)  # every frame decoded, then sampled
+    assert np.array_equal(collection.tensors[cine], full)

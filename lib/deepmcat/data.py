@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from deepmcat.config import PreprocessConfig
-from deepmcat.io import ReadError, Unit, read_unit, scan
+from deepmcat.io import ReadError, Unit, read_unit, release_volume, scan
 from deepmcat.preprocess import canonical
 
 
@@ -35,7 +35,7 @@ class Collection:
 
 def _load_one(unit: Unit, cfg: PreprocessConfig) -> np.ndarray | str:
     try:
-        return canonical(read_unit(unit), cfg)
+        return canonical(read_unit(unit, cfg.frames), cfg)
     except (ReadError, ValueError) as exc:
         return str(exc)
     except Exception as exc:  # a decoder's own failure on one odd file must not end a whole run
@@ -45,7 +45,10 @@ def _load_one(unit: Unit, cfg: PreprocessConfig) -> np.ndarray | str:
 def load_units(units: Sequence[Unit], cfg: PreprocessConfig, progress: bool = True,
                desc: str = "reading units") -> Collection:
     """Canonical tensors of ``units``; units that cannot be decoded are dropped into ``failed``."""
-    results = [_load_one(unit, cfg) for unit in tqdm(units, desc=desc, disable=not progress)]
+    try:
+        results = [_load_one(unit, cfg) for unit in tqdm(units, desc=desc, disable=not progress)]
+    finally:
+        release_volume()
     kept, tensors, failed = [], [], []
     for unit, result in zip(units, results):
         if isinstance(result, str):

@@ -16,8 +16,8 @@ import torch
 
 from deepmcat import checkpoint
 from deepmcat.clustering import FeatureTransform, embed_units, squared_distances
-from deepmcat.config import DeepMCATConfig
-from deepmcat.data import load_units
+from deepmcat.config import DeepMCATConfig, PreprocessConfig
+from deepmcat.data import Collection, load_units
 from deepmcat.io import ReadError, Unit, scan
 from deepmcat.model import DeepMCATNet
 from deepmcat.trainer import extract_features, resolve_device
@@ -148,17 +148,23 @@ def describe(model: Model, units: Sequence[Unit], predictions: Sequence[Predicti
     return answer
 
 
-def classify_path(model: Model, path: str | Path, k: int = 3) -> dict:
-    """:func:`describe` of everything in one file or folder (one datastore image, one upload).
+def load_path(path: str | Path, cfg: PreprocessConfig) -> Collection:
+    """The units of one file or folder (one datastore image, one upload) as canonical tensors.
 
     Raises :class:`ReadError` naming the problem when it holds no readable image.
     """
     report = scan(path)
     if not report.units:
         raise ReadError(report.skipped[0][1] if report.skipped else f"no files in {Path(path).name}")
-    collection = load_units(report.units, model.config.preprocess, progress=False)
+    collection = load_units(report.units, cfg, progress=False)
     if not collection.units:
         raise ReadError(collection.failed[0][1])
+    return collection
+
+
+def classify_path(model: Model, path: str | Path, k: int = 3) -> dict:
+    """:func:`describe` of everything in one file or folder; :class:`ReadError` when nothing is readable."""
+    collection = load_path(path, model.config.preprocess)
     return describe(model, collection.units, model.predict(collection.tensors, k, collection.acquisitions))
 
 

@@ -13,18 +13,20 @@ import os
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.encaps import generate_pixel_data_frame
 from pydicom.errors import InvalidDicomError
+
+from deepmcat import limits
 
 log = logging.getLogger(__name__)
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-#: Refuse to allocate pixel arrays above this many voxels per unit (a hostile or corrupt header).
-MAX_VOXELS = 512 * 1024 * 1024
 
 
 class ReadError(ValueError):
@@ -76,6 +78,16 @@ class UnitPixels:
 
     array: np.ndarray
     spacing: tuple[float, float]
+
+
+def sample_frames(n_frames: int, n_out: int) -> np.ndarray:
+    """Indices of ``n_out`` evenly spaced frames of ``n_frames`` (repeats when there are fewer)."""
+    return np.linspace(0, n_frames - 1, n_out).round().astype(int)
+
+
+def _frames_to_read(n_frames: int, frames: int | None) -> np.ndarray | None:
+    """The frames worth decoding when only ``frames`` evenly spaced ones are used (None: all of them)."""
+    return sample_frames(n_frames, frames) if frames and n_frames > frames else None
 
 
 def is_volume_file(path: str | os.PathLike) -> bool:
@@ -137,9 +149,12 @@ def _dicom_meta(ds) -> dict:
 def _read_header(path: str):
     """Header of a DICOM image file, or a reason string why it is not one."""
     try:
+        limits.check_deflated(path)
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError:
         return "not a DICOM file"
+    except limits.BudgetError as exc:
+        return str(exc)
     except Exception as exc:  # truncated or corrupt header
         return f"corrupt DICOM header ({type(exc).__name__}: {exc})"
     if "SeriesInstanceUID" not in ds:
@@ -163,13 +178,17 @@ def group_dicom(files: Sequence[str]) -> tuple[list[Unit], list[tuple[str, str]]
         if isinstance(ds, str):
             skipped.append((path, ds))
             continue
-        # matrix size too: files that reuse a series UID with another image size cannot be one unit
-        key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))),
-               _orientation_key(ds) + (int(ds.Rows), int(ds.Columns)))
+        try:
+            # matrix size too: files that reuse a series UID with another image size cannot be one unit
+            key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))),
+                   _orientation_key(ds) + (int(ds.Rows), int(ds.Columns)))
+            member = (path, _slice_position(ds), _frame_order(ds), int(getattr(ds, "NumberOfFrames", 1) or 1) > 1)
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. TriggerTime "abc": this file only
+            skipped.append((path, f"malformed DICOM header ({type(exc).__name__}: {exc})"))
+            continue
         if key not in metas:
             metas[key] = _dicom_meta(ds)
-        multiframe = int(getattr(ds, "NumberOfFrames", 1) or 1) > 1
-        groups[key].append((path, _slice_position(ds), _frame_order(ds), multiframe))
+        groups[key].append(member)
 
     units: list[Unit] = []
     for key, members in sorted(groups.items(), key=lambda kv: str(kv[0])):
@@ -219,31 +238,44 @@ def _pixel_spacing(ds) -> tuple[float, float]:
         spacing = getattr(measures[0], "PixelSpacing", None) if measures else None
     if spacing is None:
         spacing = getattr(ds, "ImagerPixelSpacing", None)
-    if spacing is None or len(spacing) != 2 or min(float(s) for s in spacing) <= 0:
-        return (1.0, 1.0)
-    return (float(spacing[0]), float(spacing[1]))
+    try:
+        values = [float(s) for s in spacing] if spacing is not None else []
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 2 or not all(np.isfinite(v) and v > 0 for v in values):
+        return (1.0, 1.0)  # missing or malformed ("NaN\\1"): square pixels
+    return (values[0], values[1])
 
 
 def _dicom_frames(path: str) -> tuple[np.ndarray, tuple[float, float]]:
     """(frames, rows, cols) float32 of one DICOM file; colour images become luminance."""
     try:
+        limits.check_deflated(path)
         ds = pydicom.dcmread(path)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    except limits.BudgetError as exc:
+        raise ReadError(f"{path}: {exc}") from exc
     except Exception as exc:
         raise ReadError(f"{path}: cannot read DICOM ({type(exc).__name__}: {exc})") from exc
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     if rows < 1 or cols < 1:
         raise ReadError(f"{path}: empty image ({rows}x{cols})")
-    if rows * cols * n_frames * samples > MAX_VOXELS:
-        raise ReadError(f"{path}: declared size {n_frames}x{rows}x{cols}x{samples} exceeds the limit")
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ReadError(f"{path}: DICOM file has no pixel data")
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        limits.check_bytes(rows * cols * n_frames * samples * 4, f"declared size {n_frames}x{rows}x{cols}x{samples}")
+        if syntax is not None and syntax.is_compressed and "PixelData" in ds:
+            limits.check_frames(generate_pixel_data_frame(ds.PixelData, n_frames), str(syntax), rows, cols, samples)
+    except limits.BudgetError as exc:
+        raise ReadError(f"{path}: {exc}") from exc
+    except Exception as exc:  # broken encapsulation
+        raise ReadError(f"{path}: cannot read compressed pixel data ({type(exc).__name__}: {exc})") from exc
     try:
         arr = ds.pixel_array
     except Exception as exc:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
-        raise ReadError(f"{path}: cannot decode pixel data (transfer syntax {syntax}: {exc})") from exc
+        raise ReadError(f"{path}: cannot decode pixel data (transfer syntax {syntax or 'unknown'}: {exc})") from exc
     if samples > 1:  # RGB / secondary capture: luminance
         photometric = str(getattr(ds, "PhotometricInterpretation", ""))
         # JPEG 2000's YBR_ICT / YBR_RCT come out of the decoder as RGB already
@@ -261,21 +293,42 @@ def _dicom_frames(path: str) -> tuple[np.ndarray, tuple[float, float]]:
     return arr, _pixel_spacing(ds)
 
 
-def _read_dicom_unit(unit: Unit) -> UnitPixels:
-    frames, spacing = [], None
-    for path in unit.files:
+def _read_dicom_unit(unit: Unit, frames: int | None) -> UnitPixels:
+    """One file per frame (or one multi-frame file): only the files of the frames used are decoded."""
+    picked = _frames_to_read(len(unit.files), frames)
+    files = unit.files if picked is None else [unit.files[i] for i in picked]
+    arrays, spacing, total = [], None, 0
+    for path in files:
         arr, sp = _dicom_frames(path)
-        if frames and arr.shape[1:] != frames[0].shape[1:]:
+        if arrays and arr.shape[1:] != arrays[0].shape[1:]:
             raise ReadError(f"{path}: frame size {arr.shape[1:]} differs from the rest of its unit")
-        frames.append(arr)
+        total += arr.nbytes
+        try:
+            limits.check_bytes(total, f"unit {unit.unit_id}")
+        except limits.BudgetError as exc:
+            raise ReadError(f"{path}: {exc}") from exc
+        arrays.append(arr)
         spacing = spacing or sp
-    return UnitPixels(np.concatenate(frames, axis=0), spacing or (1.0, 1.0))
+    return UnitPixels(np.concatenate(arrays, axis=0), spacing or (1.0, 1.0))
 
 
 # ---------------------------------------------------------------------------------------------- volumes
 
 
 def _read_volume(path: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """:func:`_read_volume_file` of the file as it is now; the last file is kept, so the slice positions of a
+    4-D file (consecutive units) decode it once. Callers must not write into the array."""
+    st = os.stat(path)
+    return _read_volume_file(path, st.st_mtime_ns, st.st_size)
+
+
+def release_volume() -> None:
+    """Forget the volume :func:`_read_volume` keeps (after a batch of units)."""
+    _read_volume_file.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def _read_volume_file(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, tuple[float, float]]:
     """ITK read of NIfTI/NRRD/MHA → array (t, z, y, x) (singleton axes added) and (row, col) spacing."""
     import itk
 
@@ -300,8 +353,10 @@ def _read_volume(path: str) -> tuple[np.ndarray, tuple[float, float]]:
     return arr.astype(np.float32, copy=False), (row_sp, col_sp)
 
 
-def volume_units(path: str) -> list[Unit]:
-    """Units of one volume file: one for a 2-D/3-D image, one per slice position for a 4-D image."""
+def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]:
+    """Units of one volume file: one for a 2-D/3-D image, one per slice position for a 4-D image. The series
+    is the file's path relative to ``root`` (the scanned folder), so ``a/image.nii.gz`` and
+    ``b/image.nii.gz`` stay two series."""
     import itk
 
     # the ImageIO alone reads the header without instantiating a templated image type, so a 5-D file is
@@ -318,12 +373,16 @@ def volume_units(path: str) -> list[Unit]:
     dims = [io.GetDimensions(i) for i in range(io.GetNumberOfDimensions())]
     if io.GetNumberOfDimensions() > 4:
         raise ReadError(f"{path}: {len(dims)}-D images are not supported (2-D, 3-D or 4-D expected)")
-    if int(np.prod(dims)) > MAX_VOXELS:
-        raise ReadError(f"{path}: declared size {dims} exceeds the limit")
     if int(np.prod(dims)) == 0:
         raise ReadError(f"{path}: image is empty (size {dims})")
+    components = io.GetNumberOfComponents()
+    try:  # what ITK allocates (float64 stays float64 until converted) and the float32 copy after it
+        limits.check_bytes(int(np.prod(dims)) * components * (max(io.GetComponentSize(), 4) + 4),
+                           f"declared size {dims} x {components} components")
+    except limits.BudgetError as exc:
+        raise ReadError(f"{path}: {exc}") from exc
     meta = {"modality": "", "series_description": Path(path).name, "image_type": ""}
-    series = Path(path).name
+    series = os.path.relpath(path, root) if root is not None else Path(path).name
     if len(dims) == 4 and dims[2] > 1:
         return [
             Unit(f"{series}/s{z:03d}", series, [path], "volume", dict(meta), slice_index=z) for z in range(dims[2])
@@ -331,13 +390,16 @@ def volume_units(path: str) -> list[Unit]:
     return [Unit(f"{series}/vol", series, [path], "volume", dict(meta))]
 
 
-def _read_volume_unit(unit: Unit) -> UnitPixels:
+def _read_volume_unit(unit: Unit, frames: int | None) -> UnitPixels:
     arr, spacing = _read_volume(unit.files[0])  # (t, z, y, x)
     if unit.slice_index is not None:
-        return UnitPixels(np.ascontiguousarray(arr[:, unit.slice_index]), spacing)
-    if arr.shape[0] > 1:  # 4-D with a single slice: its frames
-        return UnitPixels(np.ascontiguousarray(arr[:, 0]), spacing)
-    return UnitPixels(np.ascontiguousarray(arr[0]), spacing)  # 3-D: z slices as frames
+        stack = arr[:, unit.slice_index]
+    elif arr.shape[0] > 1:  # 4-D with a single slice: its frames
+        stack = arr[:, 0]
+    else:  # 3-D: z slices as frames
+        stack = arr[0]
+    picked = _frames_to_read(len(stack), frames)
+    return UnitPixels(np.ascontiguousarray(stack if picked is None else stack[picked]), spacing)
 
 
 # ------------------------------------------------------------------------------------------------- API
@@ -347,16 +409,17 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> ScanReport:
     """Find every unit under the given files/folders. Unreadable files are skipped with a reason."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    files: list[str] = []
+    files: list[tuple[str, Path]] = []
     for p in paths:
-        files.extend(list_files(p))
+        root = Path(p).resolve()
+        files.extend((f, root if root.is_dir() else root.parent) for f in list_files(p))
     units: list[Unit] = []
     skipped: list[tuple[str, str]] = []
     dicom_candidates = []
-    for path in files:
+    for path, root in files:
         if is_volume_file(path):
             try:
-                units.extend(volume_units(path))
+                units.extend(volume_units(path, root))
             except ReadError as exc:
                 skipped.append((path, str(exc)))
         else:
@@ -369,9 +432,10 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> ScanReport:
     return ScanReport(units, skipped, len(files))
 
 
-def read_unit(unit: Unit) -> UnitPixels:
-    """Pixel values of a unit. Raises :class:`ReadError` naming the file when it cannot be decoded."""
-    pixels = _read_dicom_unit(unit) if unit.source == "dicom" else _read_volume_unit(unit)
+def read_unit(unit: Unit, frames: int | None = None) -> UnitPixels:
+    """Pixel values of a unit: all its frames, or only the ``frames`` evenly spaced ones used (the others are
+    not decoded). Raises :class:`ReadError` naming the file when it cannot be decoded."""
+    pixels = _read_dicom_unit(unit, frames) if unit.source == "dicom" else _read_volume_unit(unit, frames)
     finite = pixels.array[np.isfinite(pixels.array)]
     if not finite.size:
         raise ReadError(f"{unit.files[0]}: image holds no finite pixel values")

@@ -13,12 +13,7 @@ import torch
 from monai.transforms import Resize, SpatialPad
 
 from deepmcat.config import PreprocessConfig
-from deepmcat.io import UnitPixels
-
-
-def sample_frames(n_frames: int, n_out: int) -> np.ndarray:
-    """Indices of ``n_out`` evenly spaced frames of ``n_frames`` (repeats when there are fewer)."""
-    return np.linspace(0, n_frames - 1, n_out).round().astype(int)
+from deepmcat.io import UnitPixels, sample_frames
 
 
 def is_signed(values: np.ndarray, low: float, high: float) -> bool:
