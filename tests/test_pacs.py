@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from monailabel.client.client import MONAILabelClient
+from monailabel.client.client import MONAILabelClient, MONAILabelClientException
 
 from deepmcat.cli import main
 from deepmcat.generate import generate
@@ -111,6 +111,13 @@ def test_monailabel_trains_and_infers_over_dicomweb(orthanc, n_series, tmp_path)
         answer = json.loads(answer) if isinstance(answer, (bytes, str)) else answer
         assert 0 <= answer["cluster"] < 12 and 0.0 <= answer["confidence"] <= 1.0
         assert client.next_sample("cluster_representative", {})["id"]
+        # ids that are not series the PACS listed never reach the cache path or a download
+        cache = tmp_path / "cache"
+        before = sorted(p.name for p in cache.rglob("*"))
+        for bad in ("../../../home/x", "/etc", "1.2.3.4.5.6", series_uid + "/..", "1" * 70):
+            with pytest.raises(MONAILabelClientException, match="Status: 404"):
+                client.infer("deepmcat", bad, {})
+        assert sorted(p.name for p in cache.rglob("*")) == before
     finally:
         server.stop()
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import sys
 
 import monailabel
 from fastapi import HTTPException
+from fastapi.middleware import Middleware
+from fastapi.middleware.cors import CORSMiddleware
 from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMwebClientX
 from monailabel.interfaces.app import MONAILabelApp
@@ -27,14 +29,10 @@ from lib.clusters import image_scores, label_category, publish_names
 from lib.configs import DeepMCATTaskConfig
 from lib.configs.deepmcat import MODEL
 from lib.datastores import CategoryDICOMWebDatastore, CategoryLocalDatastore
+from lib.guard import Guard, Policy
+from lib.uploads import discard, is_upload, use_private_tempdir
 
 log = logging.getLogger(__name__)
-
-
-def _is_upload(path: str) -> bool:
-    """A file the infer endpoint wrote an uploaded image to (``tempfile.NamedTemporaryFile`` in the temp dir)."""
-    return (os.path.isfile(path) and os.path.dirname(os.path.abspath(path)) == tempfile.gettempdir()
-            and os.path.basename(path).startswith("tmp"))
 
 
 class DeepMCATApp(MONAILabelApp):
@@ -49,6 +47,24 @@ class DeepMCATApp(MONAILabelApp):
             description="Unsupervised deep clustering that sorts medical image series into categories",
             version=monailabel.__version__,
         )
+        self._guard_server()
+
+    def _guard_server(self) -> None:
+        """In the server process (not in a task subprocess): private temporary files, :class:`Guard` in front
+        of MONAI Label's routes, and CORS for the allowed origins only (MONAI Label's default answers every
+        origin, with credentials). Its middleware stack is rebuilt on the next request."""
+        server = sys.modules.get("monailabel.app")
+        if server is None:
+            return
+        use_private_tempdir()
+        s = self.task.settings
+        policy = Policy(origins=frozenset(s.names("allowed_origins")), hosts=frozenset(s.names("allowed_hosts")),
+                        max_upload_bytes=s.max_upload_mb * 2**20, check_train=s.overridden)
+        stack = [m for m in server.app.user_middleware if m.cls is not CORSMiddleware]
+        cors = Middleware(CORSMiddleware, allow_origins=sorted(policy.origins), allow_credentials=True,
+                          allow_methods=["*"], allow_headers=["*"])
+        server.app.user_middleware[:] = [Middleware(Guard, policy=policy), cors, *stack]
+        server.app.middleware_stack = None
 
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")):
@@ -93,26 +109,31 @@ class DeepMCATApp(MONAILabelApp):
         """Unknown models and image ids are the client's mistake: 404 with a message, not a server error.
 
         ``image`` is a datastore id, or the temporary file MONAI Label wrote an upload to; any other path is
-        refused, so a client cannot make the server read its own files (``image=/etc/passwd``).
+        refused, so a client cannot make the server read its own files (``image=/etc/passwd``). Uploads are
+        deleted when the request ends, answered or refused.
         """
-        model = request.get("model")
-        if model not in self._infers:
-            raise HTTPException(status_code=404, detail=f"unknown model {model!r}; this server has {list(self._infers)}")
-        image = request.get("image")
-        if isinstance(image, str):
-            if not _is_upload(image):
+        try:
+            model = request.get("model")
+            if model not in self._infers:
+                raise HTTPException(status_code=404, detail=f"unknown model {model!r}; this server has {list(self._infers)}")
+            image = request.get("image")
+            if isinstance(image, str) and not is_upload(image):
                 try:
                     uri = (datastore or self.datastore()).get_image_uri(image)
                 except Exception as exc:  # a DICOMweb server that does not know the series
-                    log.info("image %s: %s", image, exc)
+                    log.info("image %s: %s", image[:80], exc)
                     uri = ""
                 if not uri:
-                    raise HTTPException(status_code=404, detail=f"image {image!r} is not in the datastore")
-            request = dict(request, image_id=image)
-        return super().infer(request, datastore)
+                    raise HTTPException(status_code=404, detail=f"image {image[:80]!r} is not in the datastore")
+                request = dict(request, image_id=image)
+            return super().infer(request, datastore)
+        finally:
+            discard(request.get("image"))
+            discard(request.get("label"))
 
     def on_save_label(self, image_id: str, label_id: str) -> dict:
-        """A clinician named an image (the datastore checked the label): rename the clusters."""
+        """A clinician named an image (the datastore checked the label): rename the clusters from the scores
+        already known, and score the rest in the background rather than inside this request."""
         datastore = self.datastore()
         category = label_category(datastore, image_id)
         answer: dict = {"category": category}
@@ -120,8 +141,17 @@ class DeepMCATApp(MONAILabelApp):
             model = self.task.models.get()
         except CheckpointError:
             return answer  # no model yet: the label is kept and used by the first training
-        scores = image_scores(datastore, model)
+        missing: list[str] = []
+
+        def score_now(other: str) -> bool:
+            if other != image_id:
+                missing.append(other)
+            return other == image_id
+
+        scores = image_scores(datastore, model, compute=score_now)
         naming = publish_names(datastore, model, scores)
+        if missing:
+            self.async_scoring("deepmcat_clusters")
         cluster = scores.get(image_id, {}).get("cluster")
         if cluster is not None:
             answer.update(cluster=cluster, cluster_name=naming.names.get(cluster),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from typing import Callable
 
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from monailabel.interfaces.exception import MONAILabelException
@@ -17,11 +18,10 @@ from monailabel.interfaces.exception import MONAILabelException
 from deepmcat.inference import Model, classify_path, describe
 from deepmcat.io import ReadError, Unit
 from deepmcat.naming import Naming, name_clusters
-from lib.datastores import label_file_category
+from lib.datastores import SCORE_KEY, label_file_category
 
 log = logging.getLogger(__name__)
 
-SCORE_KEY = "deepmcat"
 TAG = DefaultLabelTag.FINAL.value
 
 
@@ -70,12 +70,16 @@ def collection_scores(model: Model, units: list[Unit], tensors, image_of: dict[s
     return {image_id: _score(model, describe(model, us, ps)) for image_id, (us, ps) in members.items()}
 
 
-def image_scores(datastore: Datastore, model: Model, refresh: bool = False) -> dict[str, dict]:
-    """Every readable image's score under ``model``, computing (and storing) those missing or stale."""
+def image_scores(datastore: Datastore, model: Model, refresh: bool = False,
+                 compute: Callable[[str], bool] = lambda image_id: True) -> dict[str, dict]:
+    """Every readable image's score under ``model``, computing (and storing) those missing or stale for which
+    ``compute(image_id)`` is true (the others are left out)."""
     scores, new = {}, {}
     for image_id in datastore.list_images():
         score = (datastore.get_image_info(image_id) or {}).get(SCORE_KEY)
         if refresh or not score or score.get("trained_at") != model.info["trained_at"]:
+            if not compute(image_id):
+                continue
             try:
                 score = new[image_id] = _score(model, classify_path(model, datastore.get_image_uri(image_id), k=1))
             except (ReadError, ValueError, OSError) as exc:

@@ -37,6 +37,12 @@ class AppSettings:
     #: DICOMweb studies: the Modality of the series the datastore lists ("all" lists every series);
     #: MONAI Label's own default would list CT only
     modality: str = "MR"
+    #: host names (comma-separated) clients may address the server by, besides loopback and the address it
+    #: listens on: a name behind a reverse proxy. Requests naming other hosts are refused (DNS rebinding)
+    allowed_hosts: str = ""
+    #: web origins (comma-separated, e.g. https://viewer.example) whose pages may call the server; none by
+    #: default (3D Slicer and scripts send no Origin). MONAI Label's own CORS setting would allow every one
+    allowed_origins: str = ""
 
     TRAIN_KEYS = ("clusters", "epochs", "warmup_epochs", "frames", "size", "batch_size", "device", "seed",
                   "multi_gpu")
@@ -63,14 +69,15 @@ class AppSettings:
                 raise ValueError(f"setting {key!r} must be an integer, got {raw!r}") from None
         return str(raw)
 
+    #: inclusive bounds of the integer settings: a train request cannot ask for a 2048-pixel input or 1e5 epochs
+    BOUNDS = {"clusters": (2, 1000), "epochs": (1, 1000), "warmup_epochs": (0, 1000), "frames": (1, 64),
+              "size": (16, 256), "batch_size": (2, 1024), "seed": (0, 2**31 - 1), "topk": (1, 100),
+              "max_upload_mb": (1, 16384)}
+
     def validate(self) -> None:
-        for key in ("clusters", "epochs", "frames", "size", "batch_size", "topk", "max_upload_mb"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"setting {key!r} must be at least 1, got {getattr(self, key)}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"setting 'warmup_epochs' must be >= 0, got {self.warmup_epochs}")
-        if self.clusters < 2:
-            raise ValueError(f"setting 'clusters' must be at least 2, got {self.clusters}")
+        for key, (low, high) in self.BOUNDS.items():
+            if not low <= getattr(self, key) <= high:
+                raise ValueError(f"setting {key!r} must be between {low} and {high}, got {getattr(self, key)}")
         if self.multi_gpu.lower() not in ("true", "false"):
             raise ValueError(f"setting 'multi_gpu' must be true or false, got {self.multi_gpu!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
@@ -83,6 +90,10 @@ class AppSettings:
         settings = replace(self, **changes)
         settings.validate()
         return settings
+
+    def names(self, key: str) -> list[str]:
+        """A comma-separated setting as a list (lower case, no trailing slash)."""
+        return [h.strip().lower().rstrip("/") for h in getattr(self, key).split(",") if h.strip()]
 
     def dicomweb_filter(self) -> dict:
         return {} if self.modality.lower() in ("all", "*", "") else {"Modality": self.modality}

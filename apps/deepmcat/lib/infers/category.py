@@ -11,7 +11,8 @@ from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from deepmcat.checkpoint import CheckpointError
-from deepmcat.inference import ModelCache, classify_path
+from deepmcat.config import PreprocessConfig
+from deepmcat.inference import ModelCache, classify_path, load_path
 from deepmcat.io import ReadError
 from lib.configs.deepmcat import AppSettings
 
@@ -64,17 +65,18 @@ class CategoryInfer(InferTask):
             raise HTTPException(status_code=413, detail=f"image of {size / 2**20:.0f} MB exceeds the limit of "
                                                         f"{self.settings.max_upload_mb} MB (max_upload_mb)")
         try:
-            model = self.models.get()
-        except CheckpointError as exc:
-            raise HTTPException(status_code=503, detail=f"no DeepMCAT model is available ({exc}); "
-                                                        "train one first: POST /train/deepmcat") from exc
-        try:
             k = int(request.get("topk", self.settings.topk))
         except (TypeError, ValueError):
             raise HTTPException(status_code=422, detail=f"topk must be an integer, got {request.get('topk')!r}")
         try:
-            answer = classify_path(model, path, k=max(1, k))
-        except (ReadError, ValueError) as exc:
+            try:
+                model = self.models.get()
+            except CheckpointError as exc:
+                load_path(path, PreprocessConfig(frames=self.settings.frames, size=self.settings.size))
+                raise HTTPException(status_code=503, detail=f"no DeepMCAT model is available ({exc}); "
+                                                            "train one first: POST /train/deepmcat") from exc
+            answer = classify_path(model, path, k=min(max(1, k), len(model.centroids)))
+        except (ReadError, ValueError) as exc:  # the image's fault, whatever the model's state
             raise HTTPException(status_code=422, detail=f"cannot categorise this image: {exc}") from exc
         answer["latency_ms"] = round(1000 * (time.time() - tic), 1)
         return None, answer
