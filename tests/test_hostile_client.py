@@ -207,3 +207,24 @@ def test_info_answers_while_a_heavy_upload_is_processed(hostile_setup, tmp_path)
     assert any(during), f"the upload ended before /info was answered ({result}, {latencies})"
     assert max(latencies) < 2.0, (latencies, result)
     assert not any(private_tmp(root).iterdir())
+
+
+def test_the_datastore_serves_nothing_through_links_out_of_the_studies_folder(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "apps" / "deepmcat"))
+    for name in [m for m in sys.modules if m == "lib" or m.startswith("lib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    from lib.datastores import CategoryLocalDatastore
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    secret = tmp_path / "secret.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 2), np.float32), np.eye(4)), secret)
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 2), np.float32), np.eye(4)), studies / "inside.nii.gz")
+    os.symlink(secret, studies / "link.nii.gz")
+    datastore = CategoryLocalDatastore(str(studies), extensions=["*.nii.gz"], auto_reload=False)
+    assert datastore.get_image_uri("inside").endswith("inside.nii.gz")
+    assert "link" in datastore.list_images() and datastore.get_image_uri("link") == ""
+    assert datastore.get_label_uri("inside", "../../x") == ""

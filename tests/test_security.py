@@ -231,3 +231,95 @@ def test_only_the_frames_used_are_decoded_and_a_4d_file_once(tmp_path, monkeypat
     cine = next(i for i, u in enumerate(collection.units) if u.source == "dicom")
     full = canonical(dio.read_unit(collection.units[cine]), cfg)  # every frame decoded, then sampled
     assert np.array_equal(collection.tensors[cine], full)
+
+
+# ------------------------------------------------------------------------------------ outputs
+
+
+def test_csv_cells_never_start_a_formula(tmp_path):
+    import csv
+
+    from deepmcat.tables import safe_cell, write_csv
+
+    assert safe_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert [safe_cell(v) for v in ("+1+1", "@SUM(A1)", "-cmd", "\tx", "\rx")] == [
+        "'+1+1", "'@SUM(A1)", "'-cmd", "'\tx", "'\rx"]
+    assert [safe_cell(v) for v in ("-0.5", "+3", "cine_sax", 7, "")] == ["-0.5", "+3", "cine_sax", 7, ""]
+    write_csv([{"a": "=1+1", "b": "-2"}], tmp_path / "x.csv", ["a", "b"])
+    assert list(csv.DictReader(open(tmp_path / "x.csv"))) == [{"a": "'=1+1", "b": "-2"}]
+
+
+def test_credentials_in_dicomweb_urls_are_not_shown():
+    from deepmcat.sources import redact_url
+
+    assert redact_url("http://admin:s3cret@127.0.0.1:8042/dicom-web") == "http://127.0.0.1:8042/dicom-web"
+    assert redact_url("https://user@pacs.example/dicom-web") == "https://pacs.example/dicom-web"
+    assert redact_url("http://127.0.0.1:8042/dicom-web") == "http://127.0.0.1:8042/dicom-web"
+
+
+def test_names_of_an_older_model_never_overwrite_a_newer_ones(trained_tiny_model, tmp_path):
+    import json
+    import shutil
+
+    from deepmcat.inference import Model
+
+    folder = tmp_path / "model"
+    shutil.copytree(trained_tiny_model, folder)
+    old = Model(folder, device="cpu")  # loaded by a label request before a retrain published
+    state = checkpoint.load(folder / checkpoint.MODEL)
+    state["trained_at"] = "2099-01-01T00:00:00+00:00"
+    checkpoint.save(state, folder / checkpoint.MODEL)  # the retrain publishes a new model
+    new = Model(folder, device="cpu")
+    assert new.save_names({0: "cine_sax\n\x07"}) is True
+    assert old.save_names({0: "stale"}) is False  # the compare-and-swap refuses the older model's names
+    assert Model(folder, device="cpu").names == {0: "cine_sax"}  # control characters removed
+    stored = json.loads((folder / checkpoint.NAMES).read_text())
+    assert stored["trained_at"] == "2099-01-01T00:00:00+00:00"
+    # names written for another model are not applied; hand-written plain names are
+    state["trained_at"] = "2100-01-01T00:00:00+00:00"
+    checkpoint.save(state, folder / checkpoint.MODEL)
+    assert Model(folder, device="cpu").names == {}
+    (folder / checkpoint.NAMES).write_text('{"1": "t1_map"}')
+    assert Model(folder, device="cpu").names == {1: "t1_map"}
+
+
+def test_organize_resumes_from_a_torn_journal_once_per_folder_and_per_model(trained_tiny_model, tiny_phantoms,
+                                                                             tmp_path):
+    import csv
+    import json
+    import shutil
+
+    from deepmcat.inference import Model
+    from deepmcat.organize import JOURNAL, LOCK, Organizer, exclusive
+    from deepmcat.sources import FolderSource
+
+    source = FolderSource(tiny_phantoms)
+    out = tmp_path / "out"
+    model = Model(trained_tiny_model, device="cpu")
+    first = Organizer(model, source, out, progress=False).run()
+    n = len(source)
+    assert first.processed == n and len(first.rows) == n
+    lines = (out / JOURNAL).read_bytes().splitlines(keepends=True)
+    # an interruption mid-line: the last line is torn (cut inside a quoted string)
+    (out / JOURNAL).write_bytes(b"".join(lines[:-2]) + lines[-2][: len(lines[-2]) // 2])
+    again = Organizer(model, source, out, progress=False).run()
+    assert (again.done_before, again.processed) == (n - 2, 2)
+    rows = list(csv.DictReader(open(out / "series.csv")))
+    assert sorted(r["series_uid"] for r in rows) == sorted(r.uid for r in source.series())  # no duplicates
+    assert {r["model"] for r in rows} == {model.info["trained_at"]}
+    assert len((out / "embeddings.csv").read_text().splitlines()) == n
+    assert all(json.loads(line)["model"] for line in (out / JOURNAL).read_bytes().splitlines())
+    # a second run on the same folder while one runs is refused
+    with exclusive(out):
+        with pytest.raises(ValueError, match="another deepmcat organize is writing"):
+            Organizer(model, source, out, progress=False).run()
+    assert (out / LOCK).exists()
+    # another model's rows are redone
+    other = tmp_path / "other-model"
+    shutil.copytree(trained_tiny_model, other)
+    state = checkpoint.load(other / checkpoint.MODEL)
+    state["trained_at"] = "2099-01-01T00:00:00+00:00"
+    checkpoint.save(state, other / checkpoint.MODEL)
+    redone = Organizer(Model(other, device="cpu"), source, out, progress=False).run()
+    assert (redone.done_before, redone.processed) == (0, n)
+    assert {r["model"] for r in csv.DictReader(open(out / "series.csv"))} == {"2099-01-01T00:00:00+00:00"}

@@ -25,6 +25,7 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 
 from deepmcat.checkpoint import CheckpointError
+from deepmcat.sources import redact_url
 from lib.clusters import image_scores, label_category, publish_names
 from lib.configs import DeepMCATTaskConfig
 from lib.configs.deepmcat import MODEL
@@ -89,7 +90,7 @@ class DeepMCATApp(MONAILabelApp):
                                  wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
                                  stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
         cache = (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None
-        log.info("DICOMweb datastore %s, series filter %s", self.studies, self.task.settings.dicomweb_filter())
+        log.info("DICOMweb datastore %s, series filter %s", redact_url(self.studies), self.task.settings.dicomweb_filter())
         return CategoryDICOMWebDatastore(client=client, search_filter=self.task.settings.dicomweb_filter(), cache_path=cache,
                                  fetch_by_frame=settings.MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME, convert_to_nifti=False)
 

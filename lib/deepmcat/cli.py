@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import logging
 import os
@@ -106,14 +105,14 @@ def _data_root(data: str) -> Path:
 
 def _local_data(data: str, tmp: Path) -> str:
     """A folder to read: ``data`` itself, or a DICOMweb server's series downloaded into ``tmp``."""
-    from deepmcat.sources import download_all, is_url
+    from deepmcat.sources import download_all, is_url, redact_url
 
     if not is_url(data):
         return data
     n = download_all(data, tmp)
     if not n:
-        raise CLIError(f"the DICOMweb server at {data} lists no series")
-    print(f"downloaded {n} series from {data}")
+        raise CLIError(f"the DICOMweb server at {redact_url(data)} lists no series")
+    print(f"downloaded {n} series from {redact_url(data)}")
     return str(tmp)
 
 
@@ -214,19 +213,10 @@ def predict_rows(model, collection, root: Path) -> list[dict]:
     return rows
 
 
-def write_csv(rows: list[dict], path: str | Path, columns: list[str]) -> None:
-    from deepmcat.checkpoint import atomic_write_bytes
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(Path(path), buffer.getvalue().encode())
-
-
 def cmd_predict(args) -> None:
     from deepmcat.data import load_collection
     from deepmcat.inference import Model
+    from deepmcat.tables import write_csv
 
     model = Model(args.model, device=args.device)
     tic = time.time()

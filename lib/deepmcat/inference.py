@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -25,6 +26,20 @@ from deepmcat.trainer import extract_features, resolve_device
 log = logging.getLogger(__name__)
 
 
+def model_file_stamp(model_dir: Path) -> tuple[int, int] | None:
+    """(mtime, size) of the published model file: it changes whenever a new model is published."""
+    try:
+        st = os.stat(Path(model_dir) / checkpoint.MODEL)
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def clean_name(name: object) -> str:
+    """A cluster name as shown and written to CSVs: control characters removed, at most 128 characters."""
+    return "".join(c for c in str(name) if c.isprintable())[:128]
+
+
 @dataclass
 class Prediction:
     cluster: int
@@ -43,6 +58,7 @@ class Model:
         if not self.model_dir.is_dir():
             raise checkpoint.CheckpointError(f"no model folder at {self.model_dir}")
         self.device = resolve_device(device)
+        self._stamp = model_file_stamp(self.model_dir)
         state = checkpoint.load(self.model_dir / checkpoint.MODEL, map_location="cpu")
         self.state = state
         self.config = DeepMCATConfig.from_dict(state["config"])
@@ -66,19 +82,35 @@ class Model:
                 "frames": self.config.preprocess.frames, "size": self.config.preprocess.size}
 
     def load_names(self) -> dict[int, str]:
+        """Cluster names of this model: those the server wrote for it (stamped with its ``trained_at``; names
+        of an earlier model, whose cluster ids mean other things, are ignored), or a hand-written
+        ``{"0": "cine_sax", ...}``."""
         path = self.model_dir / checkpoint.NAMES
         if not path.is_file():
             return {}
-        return {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
+        data = json.loads(path.read_text())
+        if isinstance(data.get("names"), dict):
+            data = data["names"] if data.get("trained_at") == self.state["trained_at"] else {}
+        return {int(k): clean_name(v) for k, v in data.items()}
 
-    def save_names(self, names: dict[int, str]) -> None:
-        """Replace the cluster names (written atomically beside the model)."""
+    def save_names(self, names: dict[int, str]) -> bool:
+        """Replace the cluster names (written atomically beside the model, stamped with it) unless the model
+        file changed since this model was loaded: names computed against an older model are not written over
+        a newly published one's (compare-and-swap under a lock). Returns whether they were written."""
         unknown = [k for k in names if not 0 <= int(k) < len(self.centroids)]
         if unknown:
             raise ValueError(f"clusters {unknown} do not exist (the model has {len(self.centroids)})")
-        self.names = {int(k): str(v) for k, v in names.items()}
-        data = json.dumps({str(k): v for k, v in sorted(self.names.items())}, indent=1).encode()
-        checkpoint.atomic_write_bytes(self.model_dir / checkpoint.NAMES, data)
+        clean = {int(k): clean_name(v) for k, v in names.items()}
+        data = json.dumps({"trained_at": self.state["trained_at"],
+                           "names": {str(k): v for k, v in sorted(clean.items())}}, indent=1).encode()
+        with open(self.model_dir / ".names.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if model_file_stamp(self.model_dir) != self._stamp:
+                log.info("cluster names not saved: a newer model was published in %s", self.model_dir)
+                return False
+            checkpoint.atomic_write_bytes(self.model_dir / checkpoint.NAMES, data)
+        self.names = clean
+        return True
 
     def category(self, cluster: int) -> str:
         return self.names.get(int(cluster), f"cluster_{int(cluster):02d}")

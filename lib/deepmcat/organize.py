@@ -1,16 +1,20 @@
 """``deepmcat organize``: every series of an archive (folder or DICOMweb PACS) gets a category.
 
-Streams series by series (bounded memory) and appends each result to ``OUT/series.csv`` at once, so an
-interrupted run resumes where it stopped without redoing finished series. When all series are done the
-header check runs: each SeriesDescription is mapped to the cluster most of its series fall in, and series
-whose own cluster differs are flagged — the headers a PACS cannot be trusted with.
+Streams series by series (bounded memory). Each result goes at once into ``OUT/journal.jsonl``, one JSON
+line per series stamped with the model that made it, flushed and fsync'd, so an interrupted run resumes where
+it stopped: a torn last line is dropped, a series categorised by another model is redone, and a lock file
+keeps two runs from writing one folder. ``series.csv`` and ``embeddings.csv`` are rewritten from the journal
+(atomically) at the end. When all series are done the header check runs: each SeriesDescription is mapped to
+the cluster most of its series fall in, and series whose own cluster differs are flagged — the headers a
+PACS cannot be trusted with.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
+import fcntl
 import hashlib
-import io
+import json
 import logging
 import os
 import shutil
@@ -18,6 +22,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -26,21 +31,24 @@ from deepmcat.checkpoint import atomic_write_bytes
 from deepmcat.data import load_units
 from deepmcat.inference import Model, series_vote
 from deepmcat.sources import PHI_FIELDS, SeriesRef
+from deepmcat.tables import safe_cell, write_csv
 
 log = logging.getLogger(__name__)
 
 SERIES_CSV = "series.csv"
 EMBEDDINGS_CSV = "embeddings.csv"
+JOURNAL = "journal.jsonl"
+LOCK = ".organize.lock"
 THUMBNAILS = "thumbnails"
 COLUMNS = ["series_uid", "location", "modality", "series_description", "n_units", "cluster", "category",
-           "confidence", "header_category", "header_agrees", "error"]
+           "confidence", "header_category", "header_agrees", "error", "model"]
 LAYOUTS = ("none", "links", "copy")
 
 
 @dataclass
 class OrganizeResult:
     rows: list[dict]
-    done_before: int  # series found finished in OUT/series.csv from an earlier (interrupted) run
+    done_before: int  # series found finished in the journal of an earlier (interrupted) run
     processed: int
     seconds: float
 
@@ -54,16 +62,48 @@ def _safe(name: str) -> str:
     return keep.strip("._")[:80] or "unnamed"
 
 
-def read_finished(out: Path) -> list[dict]:
-    """Rows already in ``series.csv``; a last line cut by an interruption is dropped (and removed)."""
-    path = out / SERIES_CSV
+@contextlib.contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.organize.lock``; a second run on the same folder is refused while the first one runs."""
+    with open(out / LOCK, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another deepmcat organize is writing {out}: wait for it or use another --out") from None
+        yield
+
+
+def read_journal(out: Path, model_stamp: str) -> dict[str, dict]:
+    """Series uid → journal entry (``row``, ``embedding``) made by the model ``model_stamp``.
+
+    A last line cut by an interruption is dropped and removed; entries of another model are left out (their
+    series are categorised again); a series journaled twice keeps its last entry.
+    """
+    path = out / JOURNAL
     if not path.is_file():
-        return []
+        return {}
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        data = data[: data.rfind(b"\n") + 1]
-        path.write_bytes(data)
-    return list(csv.DictReader(io.StringIO(data.decode())))
+    entries, good_end, stale = {}, 0, 0
+    for line in data.splitlines(keepends=True):
+        try:
+            entry = json.loads(line)
+            uid = entry["row"]["series_uid"]
+        except (ValueError, KeyError, TypeError):
+            break
+        if not line.endswith(b"\n"):
+            break
+        good_end += len(line)
+        if entry.get("model") == model_stamp:
+            entries[uid] = entry
+        else:
+            stale += 1
+    if good_end < len(data):
+        log.warning("dropping a torn last line of %s (an interrupted run)", path)
+        with open(path, "r+b") as fh:
+            fh.truncate(good_end)
+    if stale:
+        log.info("%d series were categorised by another model: they are categorised again", stale)
+    return entries
 
 
 def header_check(rows: list[dict]) -> None:
@@ -96,46 +136,41 @@ class Organizer:
         self.model, self.source, self.out = model, source, Path(out)
         self.layout, self.show_phi, self.progress = layout, show_phi, progress
         self.columns = COLUMNS + (list(PHI_FIELDS) if show_phi else [])
+        self.stamp = model.info["trained_at"]  # which model made a row: another model's rows are redone
 
     def run(self) -> OrganizeResult:
         tic = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / THUMBNAILS).mkdir(exist_ok=True)
-        finished = read_finished(self.out)
-        if finished and list(finished[0]) != self.columns:
-            raise ValueError(f"{self.out / SERIES_CSV} was written with other columns (--show-phi differs): "
-                             "use the same options to resume, or another --out")
-        done = {r["series_uid"] for r in finished}
-        refs = [r for r in self.source.series() if r.uid not in done]
-        if finished:
-            log.info("resuming: %d series already done, %d to go", len(done), len(refs))
-        new_file = not (self.out / SERIES_CSV).is_file() or not finished
-        with open(self.out / SERIES_CSV, "w" if new_file else "a", newline="") as fh, \
-                open(self.out / EMBEDDINGS_CSV, "w" if new_file else "a", newline="") as emb_fh:
-            writer = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            emb_writer = csv.writer(emb_fh)
-            for ref in tqdm(refs, desc="organizing series", unit="series", disable=not self.progress):
-                row, embedding = self._one(ref)
-                writer.writerow(row)
-                fh.flush()
-                if embedding is not None:
-                    emb_writer.writerow([ref.uid, *(f"{v:.5f}" for v in embedding)])
-                    emb_fh.flush()
-        rows = read_finished(self.out)
-        header_check(rows)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_bytes(self.out / SERIES_CSV, buffer.getvalue().encode())
-        return OrganizeResult(rows, len(done), len(refs), time.time() - tic)
+        with exclusive(self.out):
+            finished = read_journal(self.out, self.stamp)
+            if finished and set(next(iter(finished.values()))["row"]) != set(self.columns):
+                raise ValueError(f"{self.out / JOURNAL} was written with other columns (--show-phi differs): "
+                                 "use the same options to resume, or another --out")
+            refs = [r for r in self.source.series() if r.uid not in finished]
+            if finished:
+                log.info("resuming: %d series already done, %d to go", len(finished), len(refs))
+            with open(self.out / JOURNAL, "a") as journal:
+                for ref in tqdm(refs, desc="organizing series", unit="series", disable=not self.progress):
+                    row, embedding = self._one(ref)
+                    entry = {"model": self.stamp, "row": row,
+                             "embedding": None if embedding is None else [round(float(v), 5) for v in embedding]}
+                    journal.write(json.dumps(entry) + "\n")
+                    journal.flush()
+                    os.fsync(journal.fileno())
+                    finished[ref.uid] = entry
+            rows = [{k: str(v) for k, v in e["row"].items()} for e in finished.values()]  # as series.csv holds them
+            header_check(rows)
+            write_csv(rows, self.out / SERIES_CSV, self.columns)
+            embeddings = "".join(",".join([safe_cell(e["row"]["series_uid"]), *(f"{v:.5f}" for v in e["embedding"])])
+                                 + "\n" for e in finished.values() if e["embedding"] is not None)
+            atomic_write_bytes(self.out / EMBEDDINGS_CSV, embeddings.encode())
+        return OrganizeResult(rows, len(finished) - len(refs), len(refs), time.time() - tic)
 
     def _one(self, ref: SeriesRef) -> tuple[dict, np.ndarray | None]:
         row = {"series_uid": ref.uid, "location": ref.location, "modality": ref.modality,
                "series_description": ref.description, "n_units": 0, "cluster": "", "category": "",
-               "confidence": "", "header_category": "", "header_agrees": "", "error": ""}
+               "confidence": "", "header_category": "", "header_agrees": "", "error": "", "model": self.stamp}
         if self.show_phi:
             row.update({k: ref.phi.get(k, "") for k in PHI_FIELDS})
         try:
@@ -151,8 +186,9 @@ class Organizer:
                 self._thumbnail(ref.uid, collection.tensors)
                 self._place(ref, vote.category, [f for u in collection.units for f in u.files], folder)
         except Exception as exc:  # one bad series must not stop an archive's run
-            log.warning("series %s: %s", ref.uid, exc)
-            row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            message = self.source.redact(f"{type(exc).__name__}: {exc}")
+            log.warning("series %s: %s", ref.uid, message)
+            row["error"] = message[:300]
             return row, None
         row.update(n_units=len(preds), cluster=vote.cluster, category=vote.category,
                    confidence=f"{vote.confidence:.4f}")

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 from deepmcat.io import Unit, scan
 
@@ -23,6 +24,16 @@ PHI_FIELDS = ("PatientName", "PatientID", "PatientBirthDate")
 
 def is_url(source: str | os.PathLike) -> bool:
     return str(source).startswith(("http://", "https://"))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the user name and password it may carry (what CSVs, reports and logs show)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    return urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
 
 
 @dataclass
@@ -61,6 +72,9 @@ class FolderSource:
     def __len__(self) -> int:
         return len(self._refs)
 
+    def redact(self, text: str) -> str:
+        return text
+
     @contextlib.contextmanager
     def fetch(self, ref: SeriesRef) -> Iterator[tuple[list[Unit], Path | None]]:
         """The series' units and the folder holding its files (None: they stay where they are)."""
@@ -92,7 +106,7 @@ class DicomWebSource:
             for item in page:
                 ds = Dataset.from_json(item)
                 study, uid = str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", ""))
-                refs.append(SeriesRef(uid, f"{self.url}/studies/{study}/series/{uid}",
+                refs.append(SeriesRef(uid, f"{redact_url(self.url)}/studies/{study}/series/{uid}",
                                       str(ds.get("SeriesDescription", "")), str(ds.get("Modality", "")),
                                       {k: str(ds.get(k, "")) for k in PHI_FIELDS if k in ds}))
             if len(page) < self.PAGE:
@@ -106,6 +120,10 @@ class DicomWebSource:
 
     def __len__(self) -> int:
         return len(list(self.series()))
+
+    def redact(self, text: str) -> str:
+        """``text`` (an error message, say) without the credentials of the server's URL."""
+        return text.replace(self.url, redact_url(self.url))
 
     @contextlib.contextmanager
     def fetch(self, ref: SeriesRef) -> Iterator[tuple[list[Unit], Path | None]]:
