@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -20,6 +21,8 @@ import numpy as np
 import psutil
 import pytest
 from monailabel.client.client import MONAILabelClient, MONAILabelClientException
+import pydicom
+from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
 
@@ -70,8 +73,28 @@ def bad_corpus(root: Path) -> dict[str, Path]:
     files["empty_file"] = root / "zero_bytes.nrrd"
     files["empty_file"].write_bytes(b"")
     files["one_by_one"] = write_dicom(root / "one_pixel.dcm", np.array([[7]]), generate_uid())
+    files["rle_bomb"] = rle_bomb(root / "rle_bomb.dcm")
+    files["jpeg2000_larger_than_header"] = root / "j2k_bomb.dcm"
+    ds = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
+    ds.Rows, ds.Columns = 16, 16  # the codestream declares 64 x 64
+    ds.save_as(files["jpeg2000_larger_than_header"])
     good.unlink()
     return files
+
+
+def rle_bomb(path: Path) -> Path:
+    """A 64 x 64 RLE image whose one segment of 2 kB decodes to 128 kB."""
+    import pydicom
+
+    write_dicom(path, np.zeros((64, 64)), generate_uid())
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.5"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = encapsulate([struct.pack("<16I", 1, 64, *([0] * 14)) + b"\x81\x00" * 1000])
+    ds["PixelData"].VR = "OB"
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    ds.save_as(path)
+    return path
 
 
 def acceptable(root: Path) -> dict[str, Path]:
