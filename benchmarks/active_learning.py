@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from benchmarks.quality import HERE, RESULTS, dataset, machine
-from deepmcat.cli import read_labels, unit_truth
+from deepmcat.labels import read_labels, unit_truth
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import load_collection
 from deepmcat.inference import Model, series_vote
@@ -74,7 +74,7 @@ def accuracy(scores, item_truth, labels, collection, truth, unit_clusters) -> di
 
 def train(cfg: DeepMCATConfig, collection, out, labels_per_unit=None):
     tic = time.time()
-    Trainer(cfg, out).fit_collection(collection, resume=False, labels=labels_per_unit)
+    Trainer(cfg, out).fit_collection(collection, resume=False, categories=labels_per_unit)
     return Model(out, device=cfg.train.device), time.time() - tic
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.quality import HERE, RESULTS, machine
-from deepmcat.cli import read_labels, unit_truth
+from deepmcat.labels import read_labels, unit_truth
 from deepmcat.data import load_collection
 from deepmcat.generate import generate
 from deepmcat.inference import Model

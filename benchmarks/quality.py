@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from deepmcat import __version__
-from deepmcat.cli import read_labels, unit_truth
+from deepmcat.labels import read_labels, unit_truth
 from deepmcat.clustering import FeatureTransform, kmeans
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import load_collection

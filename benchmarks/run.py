@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmarks.quality import HERE, RESULTS, machine
-from deepmcat.cli import read_labels, unit_truth
+from deepmcat.labels import read_labels, unit_truth
 from deepmcat.clustering import FeatureTransform, fit_clusters, kmeans
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import load_collection
@@ -39,7 +39,8 @@ from deepmcat.generate import generate
 from deepmcat.inference import Model
 from deepmcat.metrics import evaluate
 from deepmcat.model import DeepMCATNet
-from deepmcat.trainer import Trainer, extract_features, resolve_device
+from deepmcat.features import extract_features, resolve_device
+from deepmcat.trainer import Trainer
 
 REAL = HERE.parents[1] / "shared" / "data" / "real"
 CMR_COARSE = {"CMR_CINE_2CH_LV": "2CH", "CMR_CINE_2CH_RV": "2CH", "CMR_CINE_LVOT": "outflow",

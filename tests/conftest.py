@@ -1,47 +1,15 @@
-"""Shared fixtures: small generated data sets and tiny DICOM series written with pydicom."""
+"""Shared fixtures: small generated data sets, tiny DICOM series, app servers, a tiny trained model.
+(Helpers that tests import are in helpers.py.)"""
 
 from __future__ import annotations
 
 import csv
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-REAL_CMR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "cmr-chd1055302"
-
-
-def write_dicom(path: Path, pixels: np.ndarray, series_uid: str, *, position=(0.0, 0.0, 0.0), trigger=0.0,
-                instance=1, image_type=("ORIGINAL", "PRIMARY", "M"), spacing=(1.0, 1.0), intercept=0.0,
-                description="test") -> Path:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = "1.2.3", series_uid, "MR"
-    ds.SeriesDescription, ds.ImageType = description, list(image_type)
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = list(position)
-    ds.TriggerTime, ds.InstanceNumber = trigger, instance
-    ds.PixelSpacing = list(spacing)
-    frames = pixels if pixels.ndim == 3 else pixels[None]
-    ds.Rows, ds.Columns = frames.shape[1:]
-    if len(frames) > 1:
-        ds.NumberOfFrames = len(frames)
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.RescaleSlope, ds.RescaleIntercept = 1.0, intercept
-    ds.PixelData = frames.astype(np.uint16).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, write_like_original=False)
-    return path
-
+from tests.helpers import launch_app, make_app_studies, write_dicom
 
 @pytest.fixture
 def cine_folder(tmp_path: Path) -> Path:
@@ -77,29 +45,6 @@ def tiny_phantoms(tmp_path_factory) -> Path:
     return out
 
 
-#: small and fast app settings for the server tests
-APP_CONF = {"clusters": 4, "epochs": 1, "warmup_epochs": 2, "frames": 4, "size": 32, "device": "cpu"}
-
-
-def make_app_studies(root: Path) -> Path:
-    """A MONAI Label studies folder under ``root``: 3 imbalanced generated subjects as NIfTI (40 images);
-    the labels CSV is moved beside it (``root/labels.csv``)."""
-    from deepmcat.generate import generate
-
-    data = root / "studies"
-    generate(data, subjects=3, seed=5, balanced=False, fmt="nifti", progress=False)
-    shutil.move(data / "labels.csv", root / "labels.csv")
-    return data
-
-
-def launch_app(studies: Path):
-    """The DeepMCAT app in a real ``monailabel start_server`` process on 127.0.0.1 (a free port)."""
-    from deepmcat.serve import start_server
-
-    return start_server(studies, dict(APP_CONF, model_dir=studies.parent / "model"),
-                        log_path=studies.parent / "server.log")
-
-
 @pytest.fixture(scope="module")
 def app_studies(tmp_path_factory) -> Path:
     return make_app_studies(tmp_path_factory.mktemp("app"))
@@ -118,17 +63,6 @@ def app_server(app_studies):
     server = launch_app(app_studies)
     yield server
     server.stop()
-
-
-def wait_for_training(client, timeout: float = 300) -> dict:
-    """Poll ``client.train_status()`` (MONAI Label's client or the Slicer module's) until training ends."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.train_status()
-        if status["status"] not in ("SUBMITTED", "RUNNING"):
-            return status
-        time.sleep(1)
-    raise TimeoutError("training did not finish")
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,9 @@ import pytest
 from monailabel.client.client import MONAILabelClient, MONAILabelClientException
 
 from deepmcat.serve import free_port
-from tests.conftest import wait_for_training
+from tests.helpers import wait_for_training
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")

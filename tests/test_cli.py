@@ -42,6 +42,7 @@ def test_nifti_format_writes_flat_files(tmp_path):
     assert len(list(tmp_path.glob("*.nii.gz"))) >= 12
 
 
+@pytest.mark.integration  # whole training runs
 def test_train_predict_evaluate_end_to_end(tiny_phantoms, tmp_path):
     model = tmp_path / "model"
     assert main(["train", "--data", str(tiny_phantoms), "--out", str(model), "--clusters", "3", *TRAIN_FAST]) == 0
@@ -95,6 +96,7 @@ def test_console_script_is_installed():
     assert out.returncode == 0 and out.stdout.startswith("deepmcat ")
 
 
+@pytest.mark.integration  # whole training runs
 def test_demo_runs_end_to_end_and_prints_the_table(tmp_path, capsys):
     code = main(["demo", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "model"), "--subjects", "1",
                  "--epochs", "1", "--warmup-epochs", "1", "--device", "cpu", "--quiet", "--no-serve"])

@@ -9,14 +9,14 @@ import sys
 import pytest
 
 from deepmcat import checkpoint
-from deepmcat.cli import read_labels, unit_truth
+from deepmcat.labels import read_labels, unit_truth
 from deepmcat.config import PreprocessConfig
 from deepmcat.data import load_collection
 from deepmcat.inference import Model
 from deepmcat.metrics import evaluate
 from deepmcat.serve import free_port
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.integration]
 ARGS = ["--clusters", "6", "--frames", "4", "--size", "32", "--warmup-epochs", "6", "--epochs", "2",
         "--batch-size", "16", "--device", "cpu", "--seed", "3", "--quiet"]
 

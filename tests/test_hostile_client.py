@@ -23,11 +23,11 @@ import torch
 from monailabel.client.client import MONAILabelClient
 
 from deepmcat import checkpoint
-from tests.conftest import APP_CONF, make_app_studies, wait_for_training
+from tests.helpers import APP_CONF, make_app_studies, wait_for_training
 from tests.test_reliability import snapshot
 from tests.test_security import RunsACommand
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")

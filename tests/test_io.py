@@ -12,7 +12,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from deepmcat.io import ReadError, read_unit, scan
-from tests.conftest import REAL_CMR, write_dicom
+from tests.helpers import REAL_CMR, write_dicom
 
 
 def _by_series(report):

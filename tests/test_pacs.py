@@ -24,10 +24,11 @@ from deepmcat.cli import main
 from deepmcat.generate import generate
 from deepmcat.serve import free_port, start_server
 from deepmcat.sources import FolderSource
-from tests.conftest import APP_CONF, wait_for_training
+from tests.helpers import APP_CONF, wait_for_training
 
 pytestmark = [
     pytest.mark.timeout(900),
+    pytest.mark.integration,
     pytest.mark.skipif(shutil.which("Orthanc") is None or not Path(
         "/usr/share/orthanc/plugins/libOrthancDicomWeb.so").is_file(),
         reason="Orthanc with its DICOMweb plugin is not installed (apt-get install -y orthanc orthanc-dicomweb)"),

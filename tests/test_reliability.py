@@ -27,9 +27,10 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
 
 from deepmcat.cli import main
-from tests.conftest import wait_for_training, write_dicom
+from tests.helpers import wait_for_training, write_dicom
 
 pytestmark = pytest.mark.timeout(600)
+integration = pytest.mark.integration  # a real server or a killed process
 
 
 def bad_corpus(root: Path) -> dict[str, Path]:
@@ -44,7 +45,6 @@ def bad_corpus(root: Path) -> dict[str, Path]:
     files["corrupt_dicom"] = root / "corrupt.dcm"
     files["corrupt_dicom"].write_bytes(b"DICM" + bytes(rng.integers(0, 256, 4000, dtype=np.uint8)))
     no_pixels = write_dicom(root / "no_pixels.dcm", np.zeros((8, 8)), generate_uid())
-    import pydicom
 
     ds = pydicom.dcmread(no_pixels)
     del ds.PixelData
@@ -84,7 +84,6 @@ def bad_corpus(root: Path) -> dict[str, Path]:
 
 def rle_bomb(path: Path) -> Path:
     """A 64 x 64 RLE image whose one segment of 2 kB decodes to 128 kB."""
-    import pydicom
 
     write_dicom(path, np.zeros((64, 64)), generate_uid())
     ds = pydicom.dcmread(path)
@@ -184,6 +183,7 @@ def status_of(call) -> int:
     return 200
 
 
+@integration
 def test_server_refuses_bad_input_with_4xx_and_changes_nothing(trained, app_server, app_studies, app_truth,
                                                                tmp_path):
     client = trained
@@ -217,9 +217,10 @@ def test_server_refuses_bad_input_with_4xx_and_changes_nothing(trained, app_serv
     assert json.loads(answer)["category"]
 
 
+@integration
 def test_uploads_above_the_size_limit_get_413(tmp_path):
     from deepmcat.serve import start_server
-    from tests.conftest import APP_CONF, make_app_studies
+    from tests.helpers import APP_CONF, make_app_studies
 
     studies = make_app_studies(tmp_path)
     server = start_server(studies, dict(APP_CONF, model_dir=tmp_path / "model", max_upload_mb=1),
@@ -239,6 +240,7 @@ def test_uploads_above_the_size_limit_get_413(tmp_path):
         server.stop()
 
 
+@integration
 def test_load_of_8_concurrent_clients(trained, app_server, app_studies, app_truth):
     """240 requests from 8 clients (uploads and ids): no failure, bounded memory growth of the server."""
     images = list(app_truth)[:12]
@@ -266,6 +268,7 @@ def test_load_of_8_concurrent_clients(trained, app_server, app_studies, app_trut
 # ------------------------------------------------------------------------------------------ training
 
 
+@integration
 def test_killed_training_keeps_the_published_model_and_resumes(tiny_phantoms, tmp_path):
     """A first training publishes a model; a second one (other settings) is SIGKILLed mid-run: the
     published model is untouched and loads, and rerunning resumes from the killed run's checkpoint."""

@@ -99,7 +99,7 @@ def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path, small_budget)
     from pydicom.filewriter import write_dataset, write_file_meta_info
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    from tests.conftest import write_dicom
+    from tests.helpers import write_dicom
 
     path = write_dicom(tmp_path / "bomb.dcm", np.zeros((1024, 1024), np.uint16), "1.2.3")  # 2 MB of zeros
     ds = pydicom.dcmread(path)
@@ -123,7 +123,7 @@ def encapsulated(tmp_path: Path, name: str, syntax: str, frame: bytes, rows: int
     import pydicom
     from pydicom.encaps import encapsulate
 
-    from tests.conftest import write_dicom
+    from tests.helpers import write_dicom
 
     path = write_dicom(tmp_path / name, np.zeros((rows, cols), np.uint16), "1.2.4")
     ds = pydicom.dcmread(path)
@@ -172,7 +172,7 @@ def test_one_malformed_header_skips_its_file_only(tmp_path):
     import numpy as np
 
     from deepmcat.io import read_unit, scan
-    from tests.conftest import write_dicom
+    from tests.helpers import write_dicom
 
     for i in range(3):
         write_dicom(tmp_path / f"f{i}.dcm", np.full((8, 8), i + 1), "1.5", trigger=12.5 + i, instance=i + 1,
@@ -186,8 +186,9 @@ def test_one_malformed_header_skips_its_file_only(tmp_path):
     assert len(report.units) == 1 and len(report.units[0].files) == 2
     pixels = read_unit(report.units[0])
     assert pixels.spacing == (0.7, 1.0)  # the first file's spacing, valid
-    from deepmcat.io import _pixel_spacing
     import pydicom
+
+    from deepmcat.dicom import _pixel_spacing
 
     assert _pixel_spacing(pydicom.dcmread(nan)) == (1.0, 1.0)
 
@@ -210,19 +211,20 @@ def test_only_the_frames_used_are_decoded_and_a_4d_file_once(tmp_path, monkeypat
     import nibabel as nib
     import numpy as np
 
+    from deepmcat import dicom
     from deepmcat import io as dio
     from deepmcat.config import PreprocessConfig
     from deepmcat.data import load_units
     from deepmcat.preprocess import canonical
-    from tests.conftest import write_dicom
+    from tests.helpers import write_dicom
 
     for t in range(20):
         write_dicom(tmp_path / "cine" / f"{t:02d}.dcm", np.random.default_rng(t).integers(0, 900, (16, 16)), "1.6",
                     trigger=10.0 * t, instance=t + 1)
     nib.save(nib.Nifti1Image(np.random.rand(16, 16, 5, 12).astype(np.float32), np.eye(4)), tmp_path / "sax.nii.gz")
     decoded, reads = [], []
-    real_frames, real_imread = dio._dicom_frames, itk.imread
-    monkeypatch.setattr(dio, "_dicom_frames", lambda path: decoded.append(path) or real_frames(path))
+    real_frames, real_imread = dicom._dicom_frames, itk.imread
+    monkeypatch.setattr(dicom, "_dicom_frames", lambda path: decoded.append(path) or real_frames(path))
     monkeypatch.setattr(itk, "imread", lambda *a, **k: reads.append(a[0]) or real_imread(*a, **k))
     cfg = PreprocessConfig(frames=4, size=16)
     units = dio.scan(tmp_path).units

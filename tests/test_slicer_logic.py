@@ -21,9 +21,9 @@ MODULE_DIR = Path(__file__).resolve().parents[1] / "plugins" / "slicer" / "DeepM
 sys.path.insert(0, str(MODULE_DIR))
 
 from DeepMCATLib import DeepMCATClient, DeepMCATError  # noqa: E402
-from tests.conftest import wait_for_training  # noqa: E402
+from tests.helpers import wait_for_training  # noqa: E402
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from deepmcat import checkpoint
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import load_collection
 from deepmcat.inference import Model
-from deepmcat.trainer import Trainer, uniform_cluster_sample
+from deepmcat.sampling import uniform_cluster_sample
+from deepmcat.trainer import Trainer
 
 
 def tiny_config() -> DeepMCATConfig:
@@ -113,7 +114,7 @@ def test_bad_parameters_are_refused(collection, tmp_path):
 def test_group_contrastive_rewards_aligned_groups():
     import torch
 
-    from deepmcat.trainer import group_contrastive
+    from deepmcat.losses import group_contrastive
 
     torch.manual_seed(0)
     base = torch.randn(4, 16)
@@ -151,7 +152,7 @@ def test_acquisition_level_clustering_keeps_rare_acquisition_types():
 def test_study_negatives_ignore_other_studies_and_fall_back_to_the_batch():
     import torch
 
-    from deepmcat.trainer import group_contrastive
+    from deepmcat.losses import group_contrastive
 
     torch.manual_seed(0)
     z = torch.randn(4, 16)

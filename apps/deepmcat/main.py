@@ -3,7 +3,7 @@
 Model ``deepmcat`` (classification): ``POST /infer/deepmcat`` answers a series' category, ``POST
 /train/deepmcat`` clusters every datastore image without labels, ``PUT /datastore/label`` with a category
 names clusters, ``POST /activelearning/{least_confident,cluster_representative,label_conflict}`` picks what
-to review next. Settings: ``--conf key value`` (see lib/configs/deepmcat.py, AppSettings).
+to review next. Settings: ``--conf key value`` (see lib/settings.py, AppSettings).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 
 from deepmcat.checkpoint import CheckpointError
-from deepmcat.sources import redact_url
+from deepmcat.sources import is_url, redact_url
 from lib.clusters import image_scores, label_category, publish_names
 from lib.configs import DeepMCATTaskConfig
-from lib.configs.deepmcat import MODEL
+from lib.settings import MODEL
 from lib.datastores import CategoryDICOMWebDatastore, CategoryLocalDatastore
 from lib.guard import Guard, Policy
 from lib.uploads import discard, is_upload, use_private_tempdir
@@ -68,7 +68,7 @@ class DeepMCATApp(MONAILabelApp):
         server.app.middleware_stack = None
 
     def init_datastore(self):
-        if self.studies.startswith(("http://", "https://")):
+        if is_url(self.studies):
             return super().init_datastore()  # → init_remote_datastore
         return CategoryLocalDatastore(self.studies, extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
                                       auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
@@ -77,7 +77,11 @@ class DeepMCATApp(MONAILabelApp):
     def init_remote_datastore(self):
         """A DICOMweb PACS as datastore, listing the series of ``--conf modality`` (MR by default; MONAI
         Label's default filter lists CT only) and handing series to DeepMCAT as DICOM folders: DeepMCAT
-        splits them by image type and slice position itself, so no NIfTI conversion."""
+        splits them by image type and slice position itself, so no NIfTI conversion.
+
+        Mirrors ``MONAILabelApp._init_dicomweb_datastore`` of monailabel 0.8.5 with two arguments changed
+        (the search filter, ``convert_to_nifti=False``) and our datastore class; it takes no arguments for
+        them, and it downloads dcmqi tools this app does not need."""
         if settings.MONAI_LABEL_DATASTORE.lower() in ("xnat", "dsa"):
             return super().init_remote_datastore()
         session = None

@@ -9,17 +9,18 @@ import logging
 import os
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from deepmcat import __version__
 from deepmcat.checkpoint import CheckpointError
 from deepmcat.config import DeepMCATConfig
 from deepmcat.io import ReadError
+from deepmcat.labels import data_root, read_labels, series_truth, unit_truth
+from deepmcat.predictions import PRED_COLUMNS, evaluate_files, format_scores, predict_rows
+from deepmcat.sources import local_copy
 
 log = logging.getLogger("deepmcat")
-
-PRED_COLUMNS = ["path", "unit", "series_uid", "cluster", "category", "confidence", "series_category", "topk"]
 
 
 class CLIError(Exception):
@@ -59,68 +60,26 @@ def cmd_generate(args) -> None:
 
 
 def _config_from_args(args) -> DeepMCATConfig:
-    cfg = DeepMCATConfig()
-    cfg.cluster.clusters = args.clusters
-    cfg.train.device = args.device
-    cfg.train.seed = args.seed
-    for name, target in (("frames", cfg.preprocess), ("size", cfg.preprocess), ("epochs", cfg.train),
-                         ("warmup_epochs", cfg.train), ("batch_size", cfg.train), ("train_clusters", cfg.cluster)):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(target, name, value)
-    if getattr(args, "no_uniform", False):
-        cfg.train.uniform_sampling = False
-    return cfg
-
-
-def read_labels(path: str | Path) -> dict[str, str]:
-    path = Path(path)
-    if not path.is_file():
-        raise CLIError(f"labels file not found: {path}")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = set(reader.fieldnames or [])
-        key = "path" if "path" in columns else "file"
-        if not {key, "category"} <= columns:
-            raise CLIError(f"{path}: a labels CSV needs the columns path,category")
-        return {os.path.normpath(r[key]): r["category"] for r in reader}
-
-
-def unit_truth(units, labels: dict[str, str], root: Path) -> list[str] | None:
-    """Ground-truth category of each unit (majority of its files' labels), or None if any is unlabelled."""
-    truth = []
-    for unit in units:
-        votes = Counter(labels.get(os.path.normpath(os.path.relpath(f, root))) for f in unit.files)
-        votes.pop(None, None)
-        if not votes:
-            return None
-        truth.append(votes.most_common(1)[0][0])
-    return truth
-
-
-def _data_root(data: str) -> Path:
-    p = Path(data).resolve()
-    return p if p.is_dir() else p.parent
-
-
-def _local_data(data: str, tmp: Path) -> str:
-    """A folder to read: ``data`` itself, or a DICOMweb server's series downloaded into ``tmp``."""
-    from deepmcat.sources import download_all, is_url, redact_url
-
-    if not is_url(data):
-        return data
-    n = download_all(data, tmp)
-    if not n:
-        raise CLIError(f"the DICOMweb server at {redact_url(data)} lists no series")
-    print(f"downloaded {n} series from {redact_url(data)}")
-    return str(tmp)
+    """``--config FILE`` (a DeepMCATConfig as JSON) or the defaults, with the flags given on top."""
+    base = DeepMCATConfig()
+    if getattr(args, "config", None):
+        try:
+            base = DeepMCATConfig.from_dict(json.loads(Path(args.config).read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise CLIError(f"cannot read the config file {args.config}: {exc}") from exc
+    elif args.clusters is None:
+        raise CLIError("train needs --clusters (or a --config file)")
+    return base.override(clusters=args.clusters, device=args.device, seed=args.seed, frames=args.frames,
+                         size=args.size, epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+                         batch_size=args.batch_size, train_clusters=args.train_clusters,
+                         uniform_sampling=False if args.no_uniform else None)
 
 
 def cmd_train(args) -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="deepmcat-dicomweb-") as tmp:
-        args.data = _local_data(args.data, Path(tmp))
+        args.data = local_copy(args.data, Path(tmp))
         _train(args)
 
 
@@ -152,7 +111,7 @@ def _fit(args, cfg: DeepMCATConfig, ranks) -> None:
            f"({len({u.series_uid for u in collection.units})} series) in {time.time() - tic:.1f}s")
     truth = None
     if args.labels:
-        truth = unit_truth(collection.units, read_labels(args.labels), _data_root(args.data))
+        truth = unit_truth(collection.units, read_labels(args.labels), data_root(args.data))
         if truth is None and ranks.is_main:
             log.warning("--labels does not cover every unit: quality will not be monitored")
     trainer = Trainer(cfg, args.out, progress=not args.quiet, ranks=ranks)
@@ -179,40 +138,6 @@ def _report_skipped(failed: list[tuple[str, str]]) -> None:
 # ----------------------------------------------------------------------------------------------- predict
 
 
-def predict_rows(model, collection, root: Path) -> list[dict]:
-    """One row per input file; a file holding several units (4-D) carries its series' majority result.
-
-    The series vote runs per acquisition (series and image type), so flow magnitude and phase stored in one
-    DICOM series keep their own categories.
-    """
-    from deepmcat.inference import series_vote
-
-    preds = model.predict(collection.tensors, k=3, acquisitions=collection.acquisitions)
-    by_acquisition = defaultdict(list)
-    for unit, pred in zip(collection.units, preds):
-        by_acquisition[unit.acquisition].append(pred)
-    series_result = {key: series_vote(p) for key, p in by_acquisition.items()}
-    file_units = defaultdict(list)
-    for unit, pred in zip(collection.units, preds):
-        for f in unit.files:
-            file_units[f].append((unit, pred))
-    rows = []
-    for f, members in sorted(file_units.items()):
-        unit, pred = members[0]
-        series = series_result[unit.acquisition]
-        if len(members) > 1:  # several units in one file
-            unit_id, pred = f"{unit.series_uid}/*", series
-        else:
-            unit_id = unit.unit_id
-        rows.append({
-            "path": os.path.relpath(f, root), "unit": unit_id, "series_uid": unit.series_uid,
-            "cluster": pred.cluster, "category": pred.category, "confidence": f"{pred.confidence:.4f}",
-            "series_category": series.category,
-            "topk": ";".join(f"{t['category']}:{t['confidence']:.3f}" for t in pred.topk),
-        })
-    return rows
-
-
 def cmd_predict(args) -> None:
     from deepmcat.data import load_collection
     from deepmcat.inference import Model
@@ -222,24 +147,12 @@ def cmd_predict(args) -> None:
     tic = time.time()
     collection = load_collection(args.data, model.config.preprocess, progress=not args.quiet)
     _report_skipped(collection.failed)
-    rows = predict_rows(model, collection, _data_root(args.data))
+    rows = predict_rows(model, collection, data_root(args.data))
     write_csv(rows, args.out, PRED_COLUMNS)
     print(f"predicted {len(collection.units)} units ({len(rows)} files) in {time.time() - tic:.1f}s -> {args.out}")
 
 
 # ---------------------------------------------------------------------------------------------- organize
-
-
-def series_truth(source, labels: dict[str, str]) -> dict[str, str]:
-    """Series uid → majority category of its files in a labels CSV (paths relative to the source folder)."""
-    truth = {}
-    for ref in source.series():
-        votes = Counter(labels.get(os.path.normpath(os.path.relpath(f, source.root)))
-                        for u in ref.units for f in u.files)
-        votes.pop(None, None)
-        if votes:
-            truth[ref.uid] = votes.most_common(1)[0][0]
-    return truth
 
 
 def cmd_organize(args) -> None:
@@ -271,49 +184,6 @@ def cmd_organize(args) -> None:
 # ---------------------------------------------------------------------------------------------- evaluate
 
 
-def evaluate_files(pred_path: str | Path, labels_path: str | Path, per_file: bool = False) -> dict:
-    """Metrics of a predictions CSV against a labels CSV; per unit (the default) or per file."""
-    from deepmcat.metrics import composition, evaluate
-
-    labels = read_labels(labels_path)
-    if not Path(pred_path).is_file():
-        raise CLIError(f"predictions file not found: {pred_path}")
-    with open(pred_path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"path", "unit", "cluster"} <= set(reader.fieldnames):
-            raise CLIError(f"{pred_path}: a predictions CSV needs the columns path,unit,cluster")
-        preds = list(reader)
-    truth_votes: dict[str, Counter] = defaultdict(Counter)
-    cluster_of: dict[str, str] = {}
-    matched = 0
-    for row in preds:
-        category = labels.get(os.path.normpath(row["path"]))
-        if category is None:
-            continue
-        matched += 1
-        key = row["path"] if per_file else row["unit"]
-        truth_votes[key][category] += 1
-        cluster_of[key] = row["cluster"]
-    if not matched:
-        raise CLIError(f"no prediction path matches a path in {labels_path}")
-    keys = sorted(truth_votes)
-    truth = [truth_votes[k].most_common(1)[0][0] for k in keys]
-    clusters = [cluster_of[k] for k in keys]
-    scores = evaluate(truth, clusters)
-    scores.update({"level": "file" if per_file else "unit", "files_matched": matched,
-                   "files_unlabelled": len(preds) - matched, "labels_without_prediction":
-                       len(set(labels) - {os.path.normpath(r["path"]) for r in preds}),
-                   "composition": composition(truth, clusters)})
-    return scores
-
-
-def format_scores(scores: dict) -> str:
-    head = "| level | n | purity | NMI | ARI | ACC | worst recall |\n|---|---|---|---|---|---|---|\n"
-    return head + (f"| {scores['level']} | {scores['n']} | {scores['purity']:.3f} | {scores['nmi']:.3f} | "
-                   f"{scores['ari']:.3f} | {scores['acc']:.3f} | {scores['worst_recall']:.3f} "
-                   f"({scores['worst_recall_category']}) |")
-
-
 def cmd_evaluate(args) -> None:
     scores = evaluate_files(args.pred, args.labels, per_file=args.per_file)
     if args.json:
@@ -329,23 +199,29 @@ def cmd_evaluate(args) -> None:
 # -------------------------------------------------------------------------------------------------- demo
 
 
+def _step(argv: list[str]) -> None:
+    """One command of the demo, run as a user would type it."""
+    if main(argv) != 0:
+        raise CLIError(f"the demo stopped: 'deepmcat {argv[0]}' failed (see above)")
+
+
 def cmd_demo(args) -> None:
     data, model_dir = Path(args.data), Path(args.out)
+    quiet = ["--quiet"] if args.quiet else []
     if not (data / "labels.csv").is_file():
         print(f"generating demo data ({args.subjects} synthetic subjects, imbalanced) in {data} ...")
-        cmd_generate(argparse.Namespace(out=data, subjects=args.subjects, seed=args.seed, imbalanced=True,
-                                        format="dicom", wrong_descriptions=0.0, quiet=args.quiet))
+        _step(["generate", "--out", str(data), "--subjects", str(args.subjects), "--seed", str(args.seed),
+               "--imbalanced", *quiet])
     else:
         print(f"using existing demo data in {data}")
     n_categories = len(set(read_labels(data / "labels.csv").values()))
-    train_args = argparse.Namespace(
-        data=str(data), out=str(model_dir), clusters=n_categories, device=args.device, seed=args.seed,
-        frames=None, size=None, epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=None,
-        train_clusters=None, labels=str(data / "labels.csv"), fresh=True, quiet=args.quiet)
-    cmd_train(train_args)
+    epochs = [f"--{flag}={value}" for flag, value in (("epochs", args.epochs), ("warmup-epochs", args.warmup_epochs))
+              if value is not None]
+    _step(["train", "--data", str(data), "--out", str(model_dir), "--clusters", str(n_categories), "--device",
+           args.device, "--seed", str(args.seed), "--labels", str(data / "labels.csv"), "--fresh", *epochs, *quiet])
     preds = model_dir / "predictions.csv"
-    cmd_predict(argparse.Namespace(model=str(model_dir), data=str(data), out=str(preds), device=args.device,
-                                   quiet=args.quiet))
+    _step(["predict", "--model", str(model_dir), "--data", str(data), "--out", str(preds), "--device", args.device,
+           *quiet])
     scores = evaluate_files(preds, data / "labels.csv")
     print("\nDeepMCAT on the demo data (clusters scored against the generator's categories):")
     print(format_scores(scores))
@@ -353,13 +229,11 @@ def cmd_demo(args) -> None:
         return
     studies = Path(args.studies)
     if not any(studies.glob("*.nii.gz")):
-        from deepmcat.generate import generate
-
         print(f"\nwriting a small NIfTI studies folder for the server in {studies} ...")
-        generate(studies, subjects=4, seed=args.seed + 1, balanced=False, fmt="nifti", progress=not args.quiet)
-    serve_args = argparse.Namespace(model=str(model_dir), studies=str(studies), host=args.host, port=args.port,
-                                    app=None, conf=[f"clusters={n_categories}", f"device={args.device}"])
-    cmd_serve(serve_args)
+        _step(["generate", "--out", str(studies), "--subjects", "4", "--seed", str(args.seed + 1), "--format",
+               "nifti", "--imbalanced", *quiet])
+    main(["serve", "--model", str(model_dir), "--studies", str(studies), "--host", args.host, "--port",
+          str(args.port), "--conf", f"clusters={n_categories}", "--conf", f"device={args.device}"])
 
 
 def cmd_serve(args) -> None:
@@ -388,13 +262,7 @@ def cmd_serve(args) -> None:
 # ---------------------------------------------------------------------------------------------- argparse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deepmcat", description="Unsupervised deep clustering of medical image series")
-    p.add_argument("--version", action="version", version=f"deepmcat {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    g = sub.add_parser("generate", help="write synthetic cardiac MR series and labels.csv")
+def _generate_parser(g: argparse.ArgumentParser) -> None:
     g.add_argument("--out", required=True)
     g.add_argument("--subjects", type=_positive(int), default=10)
     g.add_argument("--imbalanced", action="store_true", help="UK Biobank-like proportions (default: balanced)")
@@ -405,41 +273,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of series whose SeriesDescription names another category")
     g.add_argument("--quiet", action="store_true")
 
-    t = sub.add_parser("train", help="cluster a collection without labels and save the model")
+
+def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument("--data", required=True, help="folder or file of DICOM / NIfTI / NRRD / MHA, or a DICOMweb URL")
     t.add_argument("--out", required=True, help="model folder (checkpoint.pt, model.pt)")
-    t.add_argument("--clusters", type=_positive(int), required=True)
+    t.add_argument("--clusters", type=_positive(int), help="K, the number of categories (required without --config)")
+    t.add_argument("--config", help="a DeepMCATConfig as JSON; the flags given override it")
     t.add_argument("--epochs", type=_positive(int))
     t.add_argument("--warmup-epochs", dest="warmup_epochs", type=int)
     t.add_argument("--train-clusters", dest="train_clusters", type=_positive(int),
                    help="pseudo-label clusters while training (default 4 x clusters)")
-    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--device", help="auto (default), cpu or cuda")
     t.add_argument("--frames", type=_positive(int))
     t.add_argument("--size", type=_positive(int))
     t.add_argument("--batch-size", dest="batch_size", type=_positive(int))
     t.add_argument("--no-uniform", action="store_true", help="sample units, not clusters, uniformly (ablation)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, help="training seed (default 0)")
     t.add_argument("--labels", help="optional labels.csv, only to monitor quality per epoch")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint instead of resuming")
     t.add_argument("--distributed", action="store_true",
                    help="one of several processes started by torchrun (NCCL on GPUs, gloo on CPU)")
     t.add_argument("--quiet", action="store_true")
 
-    r = sub.add_parser("predict", help="assign every file's unit to a cluster")
+
+def _predict_parser(r: argparse.ArgumentParser) -> None:
     r.add_argument("--model", required=True)
     r.add_argument("--data", required=True)
     r.add_argument("--out", required=True, help="predictions CSV")
     r.add_argument("--device", default="auto")
     r.add_argument("--quiet", action="store_true")
 
-    e = sub.add_parser("evaluate", help="purity, NMI, ARI, ACC of predictions against labels")
+
+def _evaluate_parser(e: argparse.ArgumentParser) -> None:
     e.add_argument("--pred", required=True)
     e.add_argument("--labels", required=True)
     e.add_argument("--per-file", action="store_true", help="score files instead of units")
     e.add_argument("--composition", action="store_true", help="also list each cluster's categories")
     e.add_argument("--json", action="store_true")
 
-    d = sub.add_parser("demo", help="generate demo data if absent, train on it, predict and evaluate")
+
+def _demo_parser(d: argparse.ArgumentParser) -> None:
     d.add_argument("--data", default="demo-data")
     d.add_argument("--out", default="demo-model")
     d.add_argument("--subjects", type=_positive(int), default=16)
@@ -454,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=_positive(int), default=8000)
 
-    o = sub.add_parser("organize", help="categorise every series of a folder or DICOMweb server, with a report")
+
+def _organize_parser(o: argparse.ArgumentParser) -> None:
     o.add_argument("--model", required=True)
     o.add_argument("--source", required=True, help="folder, or DICOMweb URL (e.g. http://127.0.0.1:8042/dicom-web)")
     o.add_argument("--out", required=True, help="output folder: series.csv, report.html (resumable)")
@@ -466,13 +340,34 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--device", default="auto")
     o.add_argument("--quiet", action="store_true")
 
-    v = sub.add_parser("serve", help="serve a trained model with MONAI Label (monailabel start_server)")
+
+def _serve_parser(v: argparse.ArgumentParser) -> None:
     v.add_argument("--model", required=True, help="model folder (model.pt)")
     v.add_argument("--studies", required=True, help="studies folder (NIfTI/NRRD) or a DICOMweb URL")
     v.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
     v.add_argument("--port", type=_positive(int), default=8000)
     v.add_argument("--app", help="the MONAI Label app folder (default: apps/deepmcat of this source tree)")
     v.add_argument("--conf", action="append", metavar="KEY=VALUE", help="app setting, e.g. clusters=12")
+
+
+SUBCOMMANDS = {
+    "generate": ("write synthetic cardiac MR series and labels.csv", _generate_parser),
+    "train": ("cluster a collection without labels and save the model", _train_parser),
+    "predict": ("assign every file's unit to a cluster", _predict_parser),
+    "evaluate": ("purity, NMI, ARI, ACC of predictions against labels", _evaluate_parser),
+    "demo": ("generate demo data if absent, train on it, predict and evaluate", _demo_parser),
+    "organize": ("categorise every series of a folder or DICOMweb server, with a report", _organize_parser),
+    "serve": ("serve a trained model with MONAI Label (monailabel start_server)", _serve_parser),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deepmcat", description="Unsupervised deep clustering of medical image series")
+    p.add_argument("--version", action="version", version=f"deepmcat {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_arguments) in SUBCOMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text))
     return p
 
 

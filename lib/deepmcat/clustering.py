@@ -45,6 +45,10 @@ class FeatureTransform:
     def state(self) -> dict:
         return {"matrix": self.matrix, "bias": self.bias}
 
+    @classmethod
+    def from_state(cls, state: dict) -> "FeatureTransform":
+        return cls(np.asarray(state["matrix"], np.float32), np.asarray(state["bias"], np.float32))
+
 
 @dataclass
 class KMeansResult:
@@ -75,6 +79,13 @@ def kmeans(x: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0, init: np.nd
 def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """(n, k) squared Euclidean distances."""
     return np.maximum((x**2).sum(1)[:, None] - 2 * x @ centroids.T + (centroids**2).sum(1)[None], 0.0)
+
+
+def confidence_temperature(d2: np.ndarray) -> float:
+    """Softmax temperature of confidences from training units' (n, k) squared distances: their mean squared
+    distance to their own centroid. A unit as close to its centroid as a typical member, and much farther
+    from the others, then gets a confidence near 1."""
+    return float(np.mean(d2.min(axis=1))) + 1e-6
 
 
 def group_means(features: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar
 
 
 @dataclass
@@ -92,8 +93,25 @@ class DeepMCATConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    #: the flat settings the command line and the app take, and the part of the config each belongs to
+    FLAT: ClassVar[dict[str, str]] = {"frames": "preprocess", "size": "preprocess", "clusters": "cluster", "train_clusters": "cluster",
+            "epochs": "train", "warmup_epochs": "train", "batch_size": "train", "device": "train", "seed": "train",
+            "uniform_sampling": "train"}
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def override(self, **flat) -> "DeepMCATConfig":
+        """A copy with flat settings (``clusters=12, frames=8, ...``; None values skipped) put where they
+        belong; an unknown key raises ValueError."""
+        unknown = set(flat) - set(self.FLAT)
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}: known are {sorted(self.FLAT)}")
+        data = self.to_dict()
+        for key, value in flat.items():
+            if value is not None:
+                data[self.FLAT[key]][key] = value
+        return DeepMCATConfig.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: dict) -> "DeepMCATConfig":

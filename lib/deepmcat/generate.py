@@ -47,6 +47,18 @@ def _stored(spec: SeriesSpec) -> tuple[np.ndarray, float, float]:
     return np.round(scaled).astype(np.uint16), 1.0, 0.0
 
 
+def mr_dataset(path: Path, study_uid: str, series_uid: str) -> FileDataset:
+    """An empty MR image dataset (explicit VR little endian) with its file meta and UIDs filled in."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = MR_IMAGE_STORAGE, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study_uid, series_uid, "MR"
+    return ds
+
+
 def write_dicom_series(spec: SeriesSpec, out_dir: Path, subject: int, number: int, study_uid: str,
                        series_uid: str, rng: np.random.Generator) -> list[Path]:
     """One file per frame and slice position, with real geometry, timing and UIDs."""
@@ -65,19 +77,12 @@ def write_dicom_series(spec: SeriesSpec, out_dir: Path, subject: int, number: in
         origin = centre - row_dir * cols / 2 * spec.spacing[1] - col_dir * rows / 2 * spec.spacing[0]
         for f in range(n_frames):
             instance += 1
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
-            meta.MediaStorageSOPInstanceUID = generate_uid()
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
             path = out_dir / f"IM_{instance:05d}.dcm"
-            ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-            ds.SOPClassUID = MR_IMAGE_STORAGE
-            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-            ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+            ds = mr_dataset(path, study_uid, series_uid)
             ds.FrameOfReferenceUID = frame_uid
             ds.PatientName, ds.PatientID = f"Phantom^{subject:04d}", f"PHANTOM-{subject:04d}"
             ds.StudyDate = ds.SeriesDate = base_date
-            ds.Modality, ds.Manufacturer = "MR", "DeepMCAT phantom"
+            ds.Manufacturer = "DeepMCAT phantom"
             ds.SeriesNumber, ds.InstanceNumber = number, instance
             ds.SeriesDescription = spec.description
             ds.ImageType = spec.image_type

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from deepmcat import checkpoint
-from deepmcat.clustering import FeatureTransform, embed_units, squared_distances
-from deepmcat.config import DeepMCATConfig, PreprocessConfig
+from deepmcat.clustering import embed_units, squared_distances
+from deepmcat.config import PreprocessConfig
 from deepmcat.data import Collection, load_units
 from deepmcat.io import ReadError, Unit, scan
 from deepmcat.model import DeepMCATNet
-from deepmcat.trainer import extract_features, resolve_device
+from deepmcat.modelfile import load_model
+from deepmcat.features import extract_features, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +60,24 @@ class Model:
             raise checkpoint.CheckpointError(f"no model folder at {self.model_dir}")
         self.device = resolve_device(device)
         self._stamp = model_file_stamp(self.model_dir)
-        state = checkpoint.load(self.model_dir / checkpoint.MODEL, map_location="cpu")
-        self.state = state
-        self.config = DeepMCATConfig.from_dict(state["config"])
+        self.published = load_model(self.model_dir)
+        self.config = self.published.config
         self.net = DeepMCATNet(self.config.preprocess.frames, self.config.model)
-        missing, unexpected = self.net.load_state_dict(state["net"], strict=False)  # the head is not published
+        missing, unexpected = self.net.load_state_dict(self.published.net, strict=False)  # no head is published
         missing = [k for k in missing if not k.startswith("head.")]
         if missing or unexpected:
             raise checkpoint.CheckpointError(f"{self.model_dir / checkpoint.MODEL} does not fit the network: "
                                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
         self.net.to(self.device).eval()
-        self.transform = FeatureTransform(np.asarray(state["transform"]["matrix"]),
-                                          np.asarray(state["transform"]["bias"]))
-        self.centroids = np.asarray(state["centroids"], np.float32)
-        self.temperature = float(state["temperature"])
+        self.transform = self.published.transform
+        self.centroids = self.published.centroids
+        self.temperature = self.published.temperature
         self.names = self.load_names()
 
     @property
     def info(self) -> dict:
-        return {"version": self.state["version"], "trained_at": self.state["trained_at"],
-                "clusters": len(self.centroids), "units": self.state["n_units"],
+        return {"version": self.published.version, "trained_at": self.published.trained_at,
+                "clusters": len(self.centroids), "units": self.published.n_units,
                 "frames": self.config.preprocess.frames, "size": self.config.preprocess.size}
 
     def load_names(self) -> dict[int, str]:
@@ -90,7 +89,7 @@ class Model:
             return {}
         data = json.loads(path.read_text())
         if isinstance(data.get("names"), dict):
-            data = data["names"] if data.get("trained_at") == self.state["trained_at"] else {}
+            data = data["names"] if data.get("trained_at") == self.published.trained_at else {}
         return {int(k): clean_name(v) for k, v in data.items()}
 
     def save_names(self, names: dict[int, str]) -> bool:
@@ -101,7 +100,7 @@ class Model:
         if unknown:
             raise ValueError(f"clusters {unknown} do not exist (the model has {len(self.centroids)})")
         clean = {int(k): clean_name(v) for k, v in names.items()}
-        data = json.dumps({"trained_at": self.state["trained_at"],
+        data = json.dumps({"trained_at": self.published.trained_at,
                            "names": {str(k): v for k, v in sorted(clean.items())}}, indent=1).encode()
         with open(self.model_dir / ".names.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -122,11 +121,8 @@ class Model:
         return embed_units(self.transform, feats, acquisitions, self.config.cluster.acquisition_weight)
 
     def probabilities(self, d2: np.ndarray) -> np.ndarray:
-        """(n, k) softmax over negative squared distances ``d2`` to the centroids.
-
-        The temperature is the mean squared distance of training units to their centroid, so a unit as close
-        to its centroid as a typical member, and much farther from the others, gets a confidence near 1.
-        """
+        """(n, k) softmax over negative squared distances ``d2`` to the centroids, at the model's temperature
+        (:func:`deepmcat.clustering.confidence_temperature`)."""
         return torch.softmax(torch.from_numpy(-d2 / self.temperature), dim=1).numpy()
 
     def predict(self, tensors: np.ndarray, k: int = 3, acquisitions: Sequence[str] | None = None

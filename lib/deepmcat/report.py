@@ -74,6 +74,26 @@ def _table(header: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _cluster_section(out: Path, cluster: str, members: list[dict], per_cluster: int) -> str:
+    """One cluster: its most typical thumbnails, size, mean confidence, descriptions, least typical members."""
+    conf = np.asarray([float(r["confidence"]) for r in members])
+    descriptions = Counter(r["series_description"] or "(none)" for r in members)
+    suggested = descriptions.most_common(1)[0][0]
+    ranked = sorted(members, key=lambda r: -float(r["confidence"]))
+    thumbs = "".join(
+        f"<img title='{html.escape(r['series_description'])}' src='{_png_data(out / THUMBNAILS / thumbnail_name(r['series_uid']))}'>"
+        for r in ranked[:per_cluster] if (out / THUMBNAILS / thumbnail_name(r["series_uid"])).is_file())
+    outliers = [r for r in ranked[::-1][:3] if float(r["confidence"]) < float(np.median(conf))]
+    return (
+        f"<div class='cluster'><h3>cluster {html.escape(cluster)}: {html.escape(members[0]['category'])}</h3>"
+        f"<p>{len(members)} series, mean confidence {conf.mean():.2f}; suggested name (most common "
+        f"description): <b>{html.escape(suggested)}</b></p><div class='thumbs'>{thumbs}</div>"
+        "<p>descriptions: " + ", ".join(f"{html.escape(d)} ({n})" for d, n in descriptions.most_common(10))
+        + "</p>" + ("<p>least typical: " + ", ".join(
+            f"{html.escape(r['series_description'] or r['series_uid'][-12:])} ({float(r['confidence']):.2f})"
+            for r in outliers) + "</p>" if outliers else "") + "</div>")
+
+
 def write_report(out: str | Path, rows: list[dict], truth: dict[str, str] | None = None, show_phi: bool = False,
                  per_cluster: int = 8) -> Path:
     """Write ``out/report.html`` from organised ``rows`` (series.csv); ``truth``: series uid → category."""
@@ -99,23 +119,7 @@ def write_report(out: str | Path, rows: list[dict], truth: dict[str, str] | None
         by_cluster[r["cluster"]].append(r)
     parts.append("<h2>Clusters</h2>")
     for cluster in sorted(by_cluster, key=lambda c: -len(by_cluster[c])):
-        members = by_cluster[cluster]
-        conf = np.asarray([float(r["confidence"]) for r in members])
-        descriptions = Counter(r["series_description"] or "(none)" for r in members)
-        suggested = descriptions.most_common(1)[0][0]
-        ranked = sorted(members, key=lambda r: -float(r["confidence"]))
-        thumbs = "".join(
-            f"<img title='{html.escape(r['series_description'])}' src='{_png_data(out / THUMBNAILS / thumbnail_name(r['series_uid']))}'>"
-            for r in ranked[:per_cluster] if (out / THUMBNAILS / thumbnail_name(r["series_uid"])).is_file())
-        outliers = [r for r in ranked[::-1][:3] if float(r["confidence"]) < float(np.median(conf))]
-        parts.append(
-            f"<div class='cluster'><h3>cluster {html.escape(cluster)}: {html.escape(members[0]['category'])}</h3>"
-            f"<p>{len(members)} series, mean confidence {conf.mean():.2f}; suggested name (most common "
-            f"description): <b>{html.escape(suggested)}</b></p><div class='thumbs'>{thumbs}</div>"
-            "<p>descriptions: " + ", ".join(f"{html.escape(d)} ({n})" for d, n in descriptions.most_common(10))
-            + "</p>" + ("<p>least typical: " + ", ".join(
-                f"{html.escape(r['series_description'] or r['series_uid'][-12:])} ({float(r['confidence']):.2f})"
-                for r in outliers) + "</p>" if outliers else "") + "</div>")
+        parts.append(_cluster_section(out, cluster, by_cluster[cluster], per_cluster))
 
     if truth:
         known = [r for r in done if r["series_uid"] in truth]

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+from deepmcat.dicom import PHI_FIELDS
 from deepmcat.io import Unit, scan
-
-PHI_FIELDS = ("PatientName", "PatientID", "PatientBirthDate")
 
 
 def is_url(source: str | os.PathLike) -> bool:
@@ -156,6 +155,18 @@ def download_all(url: str, folder: Path, search_filters: dict | None = None) -> 
         download_series(source.client, study, ref.uid, Path(folder) / ref.uid)
         n += 1
     return n
+
+
+def local_copy(data: str, folder: Path) -> str:
+    """A folder to read: ``data`` itself, or every series of the DICOMweb server ``data`` downloaded into
+    ``folder``. Raises ValueError when the server lists no series."""
+    if not is_url(data):
+        return data
+    n = download_all(data, folder)
+    if not n:
+        raise ValueError(f"the DICOMweb server at {redact_url(data)} lists no series")
+    print(f"downloaded {n} series from {redact_url(data)}")
+    return str(folder)
 
 
 def open_source(source: str | os.PathLike):

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,91 +24,20 @@ import torch.nn.functional as F
 from sklearn.metrics import normalized_mutual_info_score
 from tqdm import tqdm
 
-from deepmcat import __version__, checkpoint
+from deepmcat import checkpoint
 from deepmcat.augment import augment
-from deepmcat.clustering import embed_units, fit_clusters, squared_distances
+from deepmcat.clustering import confidence_temperature, embed_units, fit_clusters, squared_distances
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import Collection
 from deepmcat.distributed import Ranks
+from deepmcat.features import autocast, extract_features, resolve_device
+from deepmcat.losses import group_contrastive
 from deepmcat.metrics import evaluate
 from deepmcat.model import DeepMCATNet
+from deepmcat.modelfile import PublishedModel, TrainingState, load_checkpoint, save_checkpoint, save_model
+from deepmcat.sampling import grouped_order, uniform_cluster_sample
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}: use auto, cpu or cuda")
-    return torch.device(name)
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (no loss scaling needed); a no-op on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
-
-
-@torch.no_grad()
-def extract_features(net: DeepMCATNet, tensors: np.ndarray, device: torch.device, amp: bool = True,
-                     batch_size: int = 256) -> np.ndarray:
-    net.eval()
-    out = []
-    for start in range(0, len(tensors), batch_size):
-        x = torch.from_numpy(tensors[start : start + batch_size]).to(device, non_blocking=True)
-        with autocast(device, amp):
-            out.append(net.features(x).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, net.feature_dim), np.float32)
-
-
-def group_contrastive(z1: torch.Tensor, z2: torch.Tensor, groups: torch.Tensor, temperature: float = 0.2,
-                      studies: torch.Tensor | None = None) -> torch.Tensor:
-    """Contrastive loss over two views of a batch where every view of the same *group* is a positive.
-
-    Groups are acquisition groups (units of one DICOM series with one image type: the slices of a short-axis
-    stack, the planes of a scout), known from the headers without any label. With every unit its own group
-    this is SimCLR's NT-Xent; with series groups it is the supervised-contrastive form (Khosla et al. 2020)
-    fed by DICOM structure, which makes features invariant to slice position within an acquisition.
-
-    With ``studies``, an anchor's negatives are only the other acquisitions of its own study (examination):
-    those are other categories, while another subject's acquisition may well be the same category, and
-    pushing it away would teach patient identity instead of category.
-    """
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    g = torch.cat([groups, groups])
-    sim = z @ z.t() / temperature
-    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
-    sim = sim.masked_fill(self_mask, float("-inf"))
-    positives = (g[:, None] == g[None, :]) & ~self_mask
-    if studies is not None:  # negatives only from the anchor's own study, where it has any in this batch
-        s = torch.cat([studies, studies])
-        same = s[:, None] == s[None, :]
-        has_negatives = (same & ~positives & ~self_mask).any(dim=1, keepdim=True)
-        sim = sim.masked_fill(has_negatives & ~same & ~positives, float("-inf"))
-    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
-    return -(log_prob.masked_fill(~positives, 0).sum(1) / positives.sum(1)).mean()
-
-
-def grouped_order(studies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A permutation that keeps each study's units together (shuffled inside), studies in random order.
-
-    Batches then hold several acquisitions of the same subject, so the contrastive term must tell them apart
-    by what differs between categories rather than by the subject's anatomy.
-    """
-    order = []
-    for study in rng.permutation(np.unique(studies)):
-        order.append(rng.permutation(np.flatnonzero(studies == study)))
-    return np.concatenate(order)
-
-
-def uniform_cluster_sample(assignments: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` indices drawn so that every non-empty cluster is equally represented (DeepCluster's sampler)."""
-    clusters = [np.flatnonzero(assignments == c) for c in np.unique(assignments)]
-    per = int(np.ceil(n / len(clusters)))
-    picks = [rng.choice(m, per, replace=len(m) < per) for m in clusters]
-    return rng.permutation(np.concatenate(picks))[:n]
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -142,6 +71,55 @@ def fingerprint(unit_ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(unit_ids).encode()).hexdigest()[:16]
 
 
+@dataclass
+class TrainingData:
+    """What a run trains on: canonical tensors and, per unit, integer ids derived from the headers (its
+    acquisition, its examination) and from clinicians' labels (its contrastive group)."""
+
+    tensors: np.ndarray
+    unit_ids: list[str]
+    #: the acquisition (series and image type) of each unit: one point for k-means, one cluster at the end
+    acquisition_ids: np.ndarray
+    #: the examination of each unit: an anchor's contrastive negatives come from its own examination
+    study_ids: np.ndarray
+    #: contrastive positives share an id: the units of one acquisition, or of one clinician's category
+    contrast_ids: np.ndarray
+    #: each unit's clinician category (None where unlabelled); None when no unit is labelled
+    categories: list[str | None] | None
+    #: the units and labels, so that a checkpoint of other data is not resumed
+    fingerprint: str
+
+    @classmethod
+    def build(cls, tensors: np.ndarray, unit_ids: Sequence[str], acquisitions: Sequence[str] | None,
+              studies: Sequence[str] | None, categories: Sequence[str | None] | None) -> "TrainingData":
+        n = len(tensors)
+        if categories is not None and len(categories) != n:
+            raise ValueError(f"{len(categories)} labels for {n} units")
+        acquisitions = list(acquisitions) if acquisitions is not None else list(unit_ids)
+        per_unit = list(categories) if categories is not None else [None] * n
+        contrast = [f"label:{c}" if c else f"acq:{a}" for a, c in zip(acquisitions, per_unit)]
+        stamp = unit_ids if categories is None else [f"{u}={c or ''}" for u, c in zip(unit_ids, categories)]
+        return cls(tensors, list(unit_ids), _ids(acquisitions), _ids(studies if studies is not None else unit_ids),
+                   _ids(contrast), per_unit if any(per_unit) else None, fingerprint(stamp))
+
+
+def _ids(keys: Sequence[str]) -> np.ndarray:
+    return np.unique(list(keys), return_inverse=True)[1]
+
+
+@dataclass
+class Run:
+    """The state one run carries from epoch to epoch (what a checkpoint saves)."""
+
+    net: DeepMCATNet
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator
+    gen: torch.Generator
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    pseudo_labels: np.ndarray | None = None
+
+
 class Trainer:
     """Runs DeepMCAT on canonical tensors; writes ``checkpoint.pt`` every epoch and ``model.pt`` at the end."""
 
@@ -153,11 +131,154 @@ class Trainer:
         self.progress = progress and ranks.is_main
         self.on_epoch = on_epoch
         self.device = resolve_device(cfg.train.device)
-        self.groups: np.ndarray | None = None  # acquisition id of each unit, set by fit()
-        self.labels: list[str | None] | None = None  # clinicians' category of each unit, set by fit()
-        self.study_ids: np.ndarray | None = None  # examination of each unit, set by fit()
+        self.seen_units: set[int] = set()  # units whose features this rank extracted (published)
 
-    # -------------------------------------------------------------------------------------------- steps
+    # ---------------------------------------------------------------------------------------------- fit
+
+    def fit(self, tensors: np.ndarray, unit_ids: Sequence[str], truth: Sequence[str] | None = None,
+            resume: bool = True, acquisitions: Sequence[str] | None = None, studies: Sequence[str] | None = None,
+            categories: Sequence[str | None] | None = None) -> TrainResult:
+        """Train on ``tensors`` (n, frames, size, size).
+
+        ``acquisitions`` and ``studies`` (one key per unit) come from the headers and shape the contrastive
+        term; ``truth`` (optional) is only monitored, never used for training. ``categories`` (optional, None
+        for unlabelled units) are clinicians' labels: units carrying the same one are contrastive positives
+        across studies, and every clustering starts from one centroid per labelled category (seeded k-means).
+        """
+        self._check(tensors)
+        data = TrainingData.build(tensors, unit_ids, acquisitions, studies, categories)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        run = self._start(data, resume)
+        total = self.cfg.train.warmup_epochs + self.cfg.train.epochs
+        epochs = tqdm(range(run.epoch, total), desc="DeepMCAT epochs", initial=run.epoch, total=total,
+                      disable=not self.progress)
+        for epoch in epochs:
+            record = self._train_one_epoch(run, data, epoch)
+            if truth is not None:
+                record.update(self._monitor(run.net, data, truth, epoch))
+            run.history.append(record)
+            run.epoch = epoch + 1
+            epochs.set_postfix({k: (round(v, 3) if isinstance(v, float) else v) for k, v in record.items()
+                                if k in ("loss", "nmi_prev", "nmi")})
+            if self.ranks.is_main:
+                self._save_checkpoint(run, data)
+                if self.on_epoch:
+                    self.on_epoch(dict(record, total_epochs=total))
+            self.ranks.barrier()
+        return self._publish(run, data)
+
+    def fit_collection(self, collection: Collection, truth: Sequence[str] | None = None, resume: bool = True,
+                       categories: Sequence[str | None] | None = None) -> TrainResult:
+        """:meth:`fit` on a loaded collection, with acquisitions and studies taken from its units' headers."""
+        units = collection.units
+        return self.fit(collection.tensors, [u.unit_id for u in units], truth, resume=resume,
+                        acquisitions=collection.acquisitions, studies=[u.study for u in units],
+                        categories=categories)
+
+    def _check(self, tensors: np.ndarray) -> None:
+        """Refuse bad data or settings before anything is written."""
+        cfg, t = self.cfg, self.cfg.train
+        n = len(tensors)
+        if n < 4:
+            raise ValueError(f"training needs at least 4 units, got {n}")
+        if cfg.cluster.clusters > n:
+            raise ValueError(f"cannot make {cfg.cluster.clusters} clusters of {n} units")
+        if t.negatives not in ("study", "batch"):
+            raise ValueError(f"unknown negatives {t.negatives!r}: use study or batch")
+        self._lr(0)  # raises on an unknown schedule
+        if tensors.shape[1:] != (cfg.preprocess.frames, cfg.preprocess.size, cfg.preprocess.size):
+            raise ValueError(f"tensors of shape {tensors.shape[1:]} do not match the preprocessing config")
+
+    def _start(self, data: TrainingData, resume: bool) -> Run:
+        """A fresh, seeded run, continued from the folder's checkpoint when it was made with the same data and
+        settings."""
+        t = self.cfg.train
+        torch.manual_seed(t.seed)
+        rng = np.random.default_rng(t.seed)
+        gen = torch.Generator().manual_seed(t.seed)
+        net = DeepMCATNet(self.cfg.preprocess.frames, self.cfg.model, self._k_train(data)).to(self.device)
+        body = [p for name, p in net.named_parameters() if not name.startswith("head.")]
+        run = Run(net, self._optimizer(body), rng, gen)
+        saved = load_checkpoint(self.out_dir, map_location=self.device) if resume else None
+        if saved is None:
+            return run
+        if saved.fingerprint != data.fingerprint or saved.config != self.cfg.to_dict():
+            log.warning("ignoring the checkpoint in %s: it was made with other data or settings", self.out_dir)
+            return run
+        net.load_state_dict(saved.net)
+        run.optimizer.load_state_dict(saved.optimizer)
+        run.epoch, run.history, run.pseudo_labels = saved.epoch, saved.history, saved.pseudo_labels
+        rng.bit_generator.state = saved.numpy_rng
+        gen.set_state(saved.torch_rng)
+        log.info("resuming from epoch %d of %d (%s)", saved.epoch, t.warmup_epochs + t.epochs, self.out_dir)
+        return run
+
+    def _save_checkpoint(self, run: Run, data: TrainingData) -> None:
+        save_checkpoint(self.out_dir, TrainingState(
+            self.cfg.to_dict(), data.fingerprint, run.epoch, run.net.state_dict(), run.optimizer.state_dict(),
+            run.history, run.pseudo_labels, run.rng.bit_generator.state, run.gen.get_state()))
+
+    def _k_train(self, data: TrainingData) -> int:
+        return self.cfg.cluster.n_train_clusters(len(data.tensors))
+
+    # -------------------------------------------------------------------------------------------- epochs
+
+    def _train_one_epoch(self, run: Run, data: TrainingData, epoch: int) -> dict:
+        """A contrastive warm-up epoch, or a DeepCluster epoch: cluster the features into pseudo-labels, give
+        the network a fresh head, train on the pseudo-labels with the contrastive term."""
+        t = self.cfg.train
+        tic = time.time()
+        record: dict = {"epoch": epoch + 1, "lr": self._lr(epoch)}
+        set_lr(run.optimizer, record["lr"])
+        if epoch < t.warmup_epochs:
+            record["stage"] = "warm-up"
+            record["loss"] = self._train_pass(run, data, grouped_order(data.study_ids, run.rng), None,
+                                              run.optimizer, f"warm-up {epoch + 1}")
+        else:
+            record["stage"] = "cluster"
+            k_train = self._k_train(data)
+            _, result = self._cluster(self._features(run.net, data.tensors), k_train, data, seed=t.seed + epoch)
+            pseudo_labels = result.assignments
+            if run.pseudo_labels is not None:
+                record["nmi_prev"] = float(normalized_mutual_info_score(run.pseudo_labels, pseudo_labels))
+            record["empty_clusters"] = result.empty_clusters
+            run.pseudo_labels = pseudo_labels
+            run.net.reset_head(k_train)
+            head_optimizer = self._optimizer(run.net.head.parameters())  # full rate: the fresh head must fit now
+            n = len(data.tensors)
+            order = uniform_cluster_sample(pseudo_labels, n, run.rng) if t.uniform_sampling else run.rng.permutation(n)
+            record["loss"] = self._train_pass(run, data, order, pseudo_labels,
+                                              JointOptimizer(run.optimizer, head_optimizer), f"epoch {epoch + 1}")
+        record["seconds"] = round(time.time() - tic, 2)
+        return record
+
+    def _train_pass(self, run: Run, data: TrainingData, order: np.ndarray, pseudo_labels: np.ndarray | None,
+                    optimizer, desc: str) -> float:
+        """One pass over ``order``: two augmented views of every batch, the contrastive term, and the
+        pseudo-label cross-entropy when ``pseudo_labels`` are given. Returns the mean loss."""
+        net = self._parallel(run.net)
+        net.train()
+        losses = []
+        bar = tqdm(self._batches(order), desc=desc, leave=False, disable=not self.progress)
+        for idx in bar:
+            x = torch.from_numpy(data.tensors[idx]).to(self.device, non_blocking=True)
+            v1, v2 = self._views(x, run.gen)
+            with autocast(self.device, self.cfg.train.amp):
+                (_, logits1, z1), (_, logits2, z2) = self._forward(net, v1, v2)
+                loss = group_contrastive(z1, z2, torch.from_numpy(data.contrast_ids[idx]).to(self.device),
+                                         studies=self._negative_studies(data, idx))
+                if pseudo_labels is not None:
+                    y = torch.from_numpy(pseudo_labels[idx]).to(self.device)
+                    ce = F.cross_entropy(logits1.float(), y) + F.cross_entropy(logits2.float(), y)
+                    loss = loss + self.cfg.train.cluster_weight * ce / 2
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        return float(np.mean(losses)) if losses else 0.0
+
+    # --------------------------------------------------------------------------------------------- steps
 
     def _batches(self, order: np.ndarray) -> list[np.ndarray]:
         """This rank's part of each global batch (``batch_size`` units per rank)."""
@@ -186,39 +307,18 @@ class Trainer:
             return x, x
         return augment(x, generator=gen), augment(x, generator=gen)
 
-    def _train_pass(self, net, optimizer, tensors, order, labels, groups, gen, desc) -> float:
-        net.train()
-        losses = []
-        bar = tqdm(self._batches(order), desc=desc, leave=False, disable=not self.progress)
-        for idx in bar:
-            x = torch.from_numpy(tensors[idx]).to(self.device, non_blocking=True)
-            v1, v2 = self._views(x, gen)
-            with autocast(self.device, self.cfg.train.amp):
-                (_, logits1, z1), (_, logits2, z2) = self._forward(net, v1, v2)
-                loss = group_contrastive(z1, z2, torch.from_numpy(groups[idx]).to(self.device),
-                                         studies=self._negative_studies(idx))
-                if labels is not None:
-                    y = torch.from_numpy(labels[idx]).to(self.device)
-                    ce = F.cross_entropy(logits1.float(), y) + F.cross_entropy(logits2.float(), y)
-                    loss = loss + self.cfg.train.cluster_weight * ce / 2
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        return float(np.mean(losses)) if losses else 0.0
-
-    def _negative_studies(self, idx: np.ndarray) -> torch.Tensor | None:
+    def _negative_studies(self, data: TrainingData, idx: np.ndarray) -> torch.Tensor | None:
         """The study of each unit in a batch when negatives come from the anchor's own study."""
         if self.cfg.train.negatives == "batch":
             return None
-        return torch.from_numpy(self.study_ids[idx]).to(self.device)
+        return torch.from_numpy(data.study_ids[idx]).to(self.device)
 
-    def _cluster(self, features: np.ndarray, k: int, seed: int):
+    def _cluster(self, features: np.ndarray, k: int, data: TrainingData, seed: int):
         """PCA + k-means on rank 0, its result broadcast to the other ranks."""
         result = None
         if self.ranks.is_main:
-            result = fit_clusters(features, k, self.cfg.cluster, seed=seed, groups=self.groups, labels=self.labels)
+            result = fit_clusters(features, k, self.cfg.cluster, seed=seed, groups=data.acquisition_ids,
+                                  labels=data.categories)
         return self.ranks.broadcast(result)
 
     def _parallel(self, net: DeepMCATNet):
@@ -249,147 +349,30 @@ class Trainer:
             raise ValueError(f"unknown optimizer {t.optimizer!r}: use sgd or adamw")
         return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
-    # ---------------------------------------------------------------------------------------------- fit
+    # ------------------------------------------------------------------------------------------ results
 
-    def fit(self, tensors: np.ndarray, unit_ids: Sequence[str], truth: Sequence[str] | None = None,
-            resume: bool = True, groups: Sequence[str] | None = None, studies: Sequence[str] | None = None,
-            labels: Sequence[str | None] | None = None) -> TrainResult:
-        """Train on ``tensors`` (n, frames, size, size).
-
-        ``groups`` (acquisition of each unit) and ``studies`` (its examination) come from the headers and
-        shape the contrastive term; ``truth`` (optional) is only monitored, never used for training.
-        ``labels`` (optional, None for unlabelled units) are clinicians' categories: the contrastive term
-        treats all units carrying the same label as positives of each other, across studies, and every
-        clustering starts from one centroid per labelled category (seeded k-means).
-        """
-        cfg, t = self.cfg, self.cfg.train
-        n = len(tensors)
-        if n < 4:
-            raise ValueError(f"training needs at least 4 units, got {n}")
-        if cfg.cluster.clusters > n:
-            raise ValueError(f"cannot make {cfg.cluster.clusters} clusters of {n} units")
-        if t.negatives not in ("study", "batch"):
-            raise ValueError(f"unknown negatives {t.negatives!r}: use study or batch")
-        self._lr(0)  # refuses an unknown schedule before anything is written
-        if tensors.shape[1:] != (cfg.preprocess.frames, cfg.preprocess.size, cfg.preprocess.size):
-            raise ValueError(f"tensors of shape {tensors.shape[1:]} do not match the preprocessing config")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.seen_units: set[int] = set()
-        acquisitions = list(groups) if groups is not None else list(unit_ids)
-        self.groups = np.unique(acquisitions, return_inverse=True)[1]
-        if labels is not None and len(labels) != n:
-            raise ValueError(f"{len(labels)} labels for {n} units")
-        self.labels = list(labels) if labels is not None and any(labels) else None
-        contrast = [f"label:{lab}" if lab else f"acq:{acq}" for acq, lab in zip(acquisitions, labels or [None] * n)]
-        group_ids = np.unique(contrast, return_inverse=True)[1]
-        study_ids = np.unique(list(studies) if studies is not None else list(unit_ids), return_inverse=True)[1]
-        self.study_ids = study_ids
-        torch.manual_seed(t.seed)
-        rng = np.random.default_rng(t.seed)
-        gen = torch.Generator().manual_seed(t.seed)
-        k_train = cfg.cluster.n_train_clusters(n)
-        net = DeepMCATNet(cfg.preprocess.frames, cfg.model, k_train).to(self.device)
-        body = [p for name, p in net.named_parameters() if not name.startswith("head.")]
-        optimizer = self._optimizer(body)
-        total = t.warmup_epochs + t.epochs
-        history: list[dict] = []
-        prev: np.ndarray | None = None
-        start_epoch = 0
-        fp = fingerprint(unit_ids if labels is None else [f"{u}={lab or ''}" for u, lab in zip(unit_ids, labels)])
-
-        ckpt_path = self.out_dir / checkpoint.CHECKPOINT
-        if resume and ckpt_path.exists():
-            state = checkpoint.load(ckpt_path, map_location=self.device)
-            if state.get("fingerprint") == fp and state.get("config") == cfg.to_dict():
-                net.load_state_dict(state["net"])
-                optimizer.load_state_dict(state["optimizer"])
-                history, start_epoch = state["history"], state["epoch"]
-                prev = None if state["assignments"] is None else np.asarray(state["assignments"])
-                rng.bit_generator.state = state["numpy_rng"]
-                gen.set_state(state["torch_rng"])
-                log.info("resuming from epoch %d of %d (%s)", start_epoch, total, ckpt_path)
-            else:
-                log.warning("ignoring %s: it was made with other data or settings", ckpt_path)
-
-        epochs = tqdm(range(start_epoch, total), desc="DeepMCAT epochs", initial=start_epoch, total=total,
-                      disable=not self.progress)
-        for epoch in epochs:
-            tic = time.time()
-            record: dict = {"epoch": epoch + 1, "lr": self._lr(epoch)}
-            set_lr(optimizer, record["lr"])
-            if epoch < t.warmup_epochs:
-                record["stage"] = "warm-up"
-                record["loss"] = self._train_pass(self._parallel(net), optimizer, tensors,
-                                                  grouped_order(study_ids, rng), None, group_ids, gen,
-                                                  f"warm-up {epoch + 1}")
-            else:
-                record["stage"] = "cluster"
-                feats = self._features(net, tensors)
-                _, result = self._cluster(feats, k_train, seed=t.seed + epoch)
-                labels = result.assignments
-                if prev is not None:
-                    record["nmi_prev"] = float(normalized_mutual_info_score(prev, labels))
-                record["empty_clusters"] = result.empty_clusters
-                prev = labels
-                net.reset_head(k_train)
-                head_opt = self._optimizer(net.head.parameters())  # full rate: the fresh head must fit this epoch
-                order = uniform_cluster_sample(labels, n, rng) if t.uniform_sampling else rng.permutation(n)
-
-                record["loss"] = self._train_pass(self._parallel(net), JointOptimizer(optimizer, head_opt), tensors,
-                                                  order, labels, group_ids, gen, f"epoch {epoch + 1}")
-            if truth is not None:
-                record.update(self._monitor(net, tensors, truth, epoch))
-            record["seconds"] = round(time.time() - tic, 2)
-            history.append(record)
-            epochs.set_postfix({k: (round(v, 3) if isinstance(v, float) else v) for k, v in record.items()
-                                if k in ("loss", "nmi_prev", "nmi")})
-            if self.ranks.is_main:
-                checkpoint.save({
-                    "format": "deepmcat", "kind": "checkpoint", "version": __version__, "config": cfg.to_dict(),
-                    "fingerprint": fp, "epoch": epoch + 1, "net": net.state_dict(),
-                    "optimizer": optimizer.state_dict(), "history": history, "assignments": prev,
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state(),
-                }, ckpt_path)
-                if self.on_epoch:
-                    self.on_epoch(dict(record, total_epochs=total))
-            self.ranks.barrier()
-        return self._publish(net, tensors, unit_ids, history, fp)
-
-    def fit_collection(self, collection: Collection, truth: Sequence[str] | None = None, resume: bool = True,
-                       labels: Sequence[str | None] | None = None) -> TrainResult:
-        """:meth:`fit` on a loaded collection, with acquisitions and studies taken from its units' headers."""
-        units = collection.units
-        return self.fit(collection.tensors, [u.unit_id for u in units], truth, resume=resume,
-                        groups=collection.acquisitions, studies=[u.study for u in units], labels=labels)
-
-    def _monitor(self, net, tensors, truth, epoch) -> dict:
-        feats = self._features(net, tensors)
-        _, result = self._cluster(feats, self.cfg.cluster.clusters, seed=epoch)
+    def _monitor(self, net, data: TrainingData, truth: Sequence[str], epoch: int) -> dict:
+        """Quality against ground truth at K categories (only watched, never used for training)."""
+        features = self._features(net, data.tensors)
+        _, result = self._cluster(features, self.cfg.cluster.clusters, data, seed=self.cfg.train.seed + epoch)
         scores = evaluate(list(truth), result.assignments)
         return {k: scores[k] for k in ("purity", "nmi", "ari", "acc")}
 
-    def _publish(self, net, tensors, unit_ids, history, fp) -> TrainResult:
+    def _publish(self, run: Run, data: TrainingData) -> TrainResult:
         """Final clustering into K categories and the atomic publication of ``model.pt``."""
         cfg = self.cfg
-        feats = self._features(net, tensors)
-        transform, result = self._cluster(feats, cfg.cluster.clusters, seed=cfg.train.seed)
+        features = self._features(run.net, data.tensors)
+        transform, result = self._cluster(features, cfg.cluster.clusters, data, seed=cfg.train.seed)
         seen = self.ranks.gather_objects(sorted(self.seen_units))
-        embedded = embed_units(transform, feats, self.groups, cfg.cluster.acquisition_weight)
+        embedded = embed_units(transform, features, data.acquisition_ids, cfg.cluster.acquisition_weight)
         d2 = squared_distances(embedded, result.centroids)
-        result.assignments = d2.argmin(axis=1)  # what inference gives each unit
-        temperature = float(np.mean(d2.min(axis=1))) + 1e-6
-        state = {
-            "format": "deepmcat", "kind": "model", "version": __version__, "config": cfg.to_dict(),
-            "net": {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("head.")},
-            "transform": transform.state(), "centroids": result.centroids, "temperature": temperature,
-            "history": history, "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "n_units": len(tensors), "fingerprint": fp, "unit_ids": list(unit_ids),
-            "assignments": result.assignments,
-            # which units each rank extracted features of (one list per rank)
-            "distributed": {"world": self.ranks.world, "units_by_rank": seen},
-        }
-        path = self.out_dir / checkpoint.MODEL
-        if self.ranks.is_main:
-            checkpoint.save(state, path)
+        assignments = d2.argmin(axis=1)  # what inference gives each unit
+        published = PublishedModel(
+            config=cfg, net={k: v.cpu() for k, v in run.net.state_dict().items() if not k.startswith("head.")},
+            transform=transform, centroids=result.centroids, temperature=confidence_temperature(d2),
+            trained_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), n_units=len(data.tensors),
+            fingerprint=data.fingerprint, unit_ids=data.unit_ids, assignments=assignments, history=run.history,
+            distributed={"world": self.ranks.world, "units_by_rank": seen})
+        path = save_model(self.out_dir, published) if self.ranks.is_main else self.out_dir / checkpoint.MODEL
         self.ranks.barrier()
-        return TrainResult(path, result.assignments, history)
+        return TrainResult(path, assignments, run.history)

@@ -1,3 +1,3 @@
-from .deepmcat import AppSettings, DeepMCATTaskConfig
+from .deepmcat import DeepMCATTaskConfig
 
-__all__ = ["AppSettings", "DeepMCATTaskConfig"]
+__all__ = ["DeepMCATTaskConfig"]

@@ -1,3 +1,3 @@
-from .category import CategoryInfer
+from .deepmcat import DeepMCATInfer
 
-__all__ = ["CategoryInfer"]
+__all__ = ["DeepMCATInfer"]

@@ -29,7 +29,7 @@ from deepmcat.inference import ModelCache
 from deepmcat.io import scan
 from deepmcat.trainer import Trainer
 from lib.clusters import clinician_labels, collection_scores, image_path, publish_names, store_scores
-from lib.configs.deepmcat import AppSettings
+from lib.settings import AppSettings
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +87,19 @@ class DeepMCATTrain(TrainTask):
         return paths
 
     def _train_multi_gpu(self, settings: AppSettings, datastore: Datastore) -> dict:
-        """``torchrun`` over every visible GPU on a folder linking the datastore's images (clinicians'
-        labels are not used in this mode yet)."""
+        """``torchrun`` over every visible GPU on a folder linking the datastore's images, with the settings
+        handed over as a config file (clinicians' labels are not used in this mode yet)."""
         tic = time.time()
         gpus = torch.cuda.device_count()
+        cfg = settings.deepmcat_config().override(device="cuda")
         with tempfile.TemporaryDirectory(prefix="deepmcat-images-") as tmp:
-            for path in self._image_paths(datastore).values():
-                os.symlink(path, os.path.join(tmp, os.path.basename(path)))
+            for image_id, path in self._image_paths(datastore).items():
+                os.symlink(path, os.path.join(tmp, image_id + "".join(Path(path).suffixes)))
+            config_file = Path(tmp) / ".config.json"
+            config_file.write_text(json.dumps(cfg.to_dict()))
             cmd = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", str(gpus),
                    "-m", "deepmcat.cli", "train", "--distributed", "--data", tmp, "--out", settings.model_dir,
-                   "--clusters", str(settings.clusters), "--epochs", str(settings.epochs), "--warmup-epochs",
-                   str(settings.warmup_epochs), "--frames", str(settings.frames), "--size", str(settings.size),
-                   "--batch-size", str(settings.batch_size), "--seed", str(settings.seed), "--device", "cuda",
-                   "--quiet"]
+                   "--config", str(config_file), "--quiet"]
             print("DeepMCAT training on", gpus, "GPUs:", " ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
         naming = publish_names(datastore, self.models.get())
@@ -131,7 +131,7 @@ class DeepMCATTrain(TrainTask):
 
         # tqdm bars would flood the task log (MONAI Label keeps its last 20 lines): one line per epoch instead
         trainer = Trainer(cfg, self.settings.model_dir, progress=False, on_epoch=on_epoch)
-        result = trainer.fit_collection(collection, labels=unit_labels)
+        result = trainer.fit_collection(collection, categories=unit_labels)
         model = self.models.get()
         scores = collection_scores(model, collection.units, collection.tensors, image_of)  # no second read
         store_scores(datastore, scores)

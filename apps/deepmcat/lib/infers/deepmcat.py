@@ -10,16 +10,17 @@ from typing import Any
 from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from deepmcat import checkpoint
 from deepmcat.checkpoint import CheckpointError
 from deepmcat.config import PreprocessConfig
 from deepmcat.inference import ModelCache, classify_path, load_path
 from deepmcat.io import ReadError
-from lib.configs.deepmcat import AppSettings
+from lib.settings import AppSettings
 
 log = logging.getLogger(__name__)
 
 
-class CategoryInfer(InferTask):
+class DeepMCATInfer(InferTask):
     """Classification by nearest DeepMCAT cluster. The model is loaded once (and again only when a newly
     trained one is published); errors become HTTP 4xx/503 answers with a message, never a crash."""
 
@@ -38,7 +39,7 @@ class CategoryInfer(InferTask):
         return True  # listed before training too, so clients see the model and get a clear 503 from it
 
     def get_path(self, validate=True):
-        path = os.path.join(self.settings.model_dir, "model.pt")
+        path = os.path.join(self.settings.model_dir, checkpoint.MODEL)
         return path if os.path.exists(path) or not validate else None
 
     def info(self) -> dict[str, Any]:

@@ -1,0 +1,219 @@
+"""DICOM files → units: grouped by SeriesInstanceUID, ImageType, orientation and matrix size, then by slice
+position; frames ordered by TriggerTime / InstanceNumber. Decoding checks the budget (:mod:`deepmcat.limits`)
+first and decodes only the files of the frames used."""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+import pydicom
+from pydicom.encaps import generate_pixel_data_frame
+from pydicom.errors import InvalidDicomError
+
+from deepmcat import limits
+from deepmcat.units import ReadError, Unit, UnitPixels, frames_to_read
+
+#: patient identifiers: kept for ``organize --show-phi``, never written out otherwise
+PHI_FIELDS = ("PatientName", "PatientID", "PatientBirthDate")
+
+
+def _orientation_key(ds) -> tuple:
+    iop = getattr(ds, "ImageOrientationPatient", None)
+    return tuple(np.round(np.asarray(iop, float), 2)) if iop is not None and len(iop) == 6 else ()
+
+
+def _slice_position(ds) -> float | None:
+    """Position of the slice along its normal (mm), from ImagePositionPatient, else SliceLocation."""
+    iop = getattr(ds, "ImageOrientationPatient", None)
+    ipp = getattr(ds, "ImagePositionPatient", None)
+    if iop is not None and ipp is not None and len(iop) == 6 and len(ipp) == 3:
+        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+        return round(float(np.dot(normal, np.asarray(ipp, float))), 1)
+    loc = getattr(ds, "SliceLocation", None)
+    return round(float(loc), 1) if loc is not None else None
+
+
+def _frame_order(ds) -> tuple:
+    trig = getattr(ds, "TriggerTime", None)
+    inst = getattr(ds, "InstanceNumber", None)
+    return (float(trig) if trig not in (None, "") else 0.0, int(inst) if inst not in (None, "") else 0)
+
+
+def _dicom_meta(ds) -> dict:
+    return {
+        "modality": str(getattr(ds, "Modality", "")),
+        "series_description": str(getattr(ds, "SeriesDescription", "")),
+        "image_type": "\\".join(str(v) for v in getattr(ds, "ImageType", [])),
+        "study_uid": str(getattr(ds, "StudyInstanceUID", "")),
+        "series_number": str(getattr(ds, "SeriesNumber", "")),
+        "phi": {k: str(getattr(ds, k, "")) for k in PHI_FIELDS},
+    }
+
+
+def _read_header(path: str):
+    """Header of a DICOM image file, or a reason string why it is not one."""
+    try:
+        limits.check_deflated(path)
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        return "not a DICOM file"
+    except limits.BudgetError as exc:
+        return str(exc)
+    except Exception as exc:  # truncated or corrupt header
+        return f"corrupt DICOM header ({type(exc).__name__}: {exc})"
+    if "SeriesInstanceUID" not in ds:
+        return "DICOM file without SeriesInstanceUID"
+    if "Rows" not in ds or "Columns" not in ds:
+        return "DICOM file without image (no Rows/Columns)"
+    return ds
+
+
+def group_dicom(files: Sequence[str]) -> tuple[list[Unit], list[tuple[str, str]]]:
+    """Group DICOM files into units (see module docstring); returns (units, skipped).
+
+    Only what grouping needs is kept of each header (position, frame order, whether it is multi-frame), and
+    the metadata once per group, so memory stays small for archives of many thousands of files.
+    """
+    skipped: list[tuple[str, str]] = []
+    groups: dict[tuple, list[tuple[str, float | None, tuple, bool]]] = defaultdict(list)
+    metas: dict[tuple, dict] = {}
+    for path in files:
+        ds = _read_header(path)
+        if isinstance(ds, str):
+            skipped.append((path, ds))
+            continue
+        try:
+            # matrix size too: files that reuse a series UID with another image size cannot be one unit
+            key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))),
+                   _orientation_key(ds) + (int(ds.Rows), int(ds.Columns)))
+            member = (path, _slice_position(ds), _frame_order(ds), int(getattr(ds, "NumberOfFrames", 1) or 1) > 1)
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. TriggerTime "abc": this file only
+            skipped.append((path, f"malformed DICOM header ({type(exc).__name__}: {exc})"))
+            continue
+        if key not in metas:
+            metas[key] = _dicom_meta(ds)
+        groups[key].append(member)
+
+    units: list[Unit] = []
+    for key, members in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        series_uid, image_type, orientation = key
+        meta = metas[key]
+        tag = f"{series_uid}/{zlib.crc32(f'{image_type}{orientation}'.encode()) % 100_000:05d}"
+        for i, path in enumerate(sorted(m[0] for m in members if m[3])):
+            units.append(Unit(f"{tag}/mf{i}", series_uid, [path], "dicom", dict(meta)))
+        single = [m for m in members if not m[3]]
+        if not single:
+            continue
+        by_position: dict = defaultdict(list)
+        for m in single:
+            by_position[m[1]].append(m)
+        positions = sorted(by_position, key=lambda p: (p is None, p if p is not None else 0.0))
+        if all(len(by_position[p]) == 1 for p in positions) and len(positions) > 1:
+            # one frame per position and no time: a 3-D volume, ordered along its normal
+            ordered = [by_position[p][0][0] for p in positions]
+            units.append(Unit(f"{tag}/vol", series_uid, ordered, "dicom", dict(meta)))
+            continue
+        for k, pos in enumerate(positions):
+            frames = sorted(by_position[pos], key=lambda m: m[2])
+            units.append(Unit(f"{tag}/s{k:03d}", series_uid, [m[0] for m in frames], "dicom", dict(meta)))
+    return units, skipped
+
+
+def _rescale(ds, arr: np.ndarray) -> np.ndarray:
+    slope, intercept = getattr(ds, "RescaleSlope", None), getattr(ds, "RescaleIntercept", None)
+    shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
+    if slope is None and shared:
+        pvt = getattr(shared[0], "PixelValueTransformationSequence", None)
+        if pvt:
+            slope, intercept = getattr(pvt[0], "RescaleSlope", None), getattr(pvt[0], "RescaleIntercept", None)
+    arr = arr.astype(np.float32)
+    if slope is not None:
+        arr *= float(slope)
+    if intercept is not None:
+        arr += float(intercept)
+    return arr
+
+
+def _pixel_spacing(ds) -> tuple[float, float]:
+    spacing = getattr(ds, "PixelSpacing", None)
+    if spacing is None:
+        shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
+        measures = getattr(shared[0], "PixelMeasuresSequence", None) if shared else None
+        spacing = getattr(measures[0], "PixelSpacing", None) if measures else None
+    if spacing is None:
+        spacing = getattr(ds, "ImagerPixelSpacing", None)
+    try:
+        values = [float(s) for s in spacing] if spacing is not None else []
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 2 or not all(np.isfinite(v) and v > 0 for v in values):
+        return (1.0, 1.0)  # missing or malformed ("NaN\\1"): square pixels
+    return (values[0], values[1])
+
+
+def _dicom_frames(path: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """(frames, rows, cols) float32 of one DICOM file; colour images become luminance."""
+    try:
+        limits.check_deflated(path)
+        ds = pydicom.dcmread(path)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    except limits.BudgetError as exc:
+        raise ReadError(f"{path}: {exc}") from exc
+    except Exception as exc:
+        raise ReadError(f"{path}: cannot read DICOM ({type(exc).__name__}: {exc})") from exc
+    if rows < 1 or cols < 1:
+        raise ReadError(f"{path}: empty image ({rows}x{cols})")
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ReadError(f"{path}: DICOM file has no pixel data")
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        limits.check_bytes(rows * cols * n_frames * samples * 4, f"declared size {n_frames}x{rows}x{cols}x{samples}")
+        if syntax is not None and syntax.is_compressed and "PixelData" in ds:
+            limits.check_frames(generate_pixel_data_frame(ds.PixelData, n_frames), str(syntax), rows, cols, samples)
+    except limits.BudgetError as exc:
+        raise ReadError(f"{path}: {exc}") from exc
+    except Exception as exc:  # broken encapsulation
+        raise ReadError(f"{path}: cannot read compressed pixel data ({type(exc).__name__}: {exc})") from exc
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        raise ReadError(f"{path}: cannot decode pixel data (transfer syntax {syntax or 'unknown'}: {exc})") from exc
+    if samples > 1:  # RGB / secondary capture: luminance
+        photometric = str(getattr(ds, "PhotometricInterpretation", ""))
+        # JPEG 2000's YBR_ICT / YBR_RCT come out of the decoder as RGB already
+        if photometric.startswith("YBR") and photometric not in ("YBR_ICT", "YBR_RCT"):
+            from pydicom.pixel_data_handlers.util import convert_color_space
+
+            try:
+                arr = convert_color_space(arr, photometric, "RGB")
+            except (NotImplementedError, ValueError) as exc:
+                raise ReadError(f"{path}: cannot convert colour space {photometric} ({exc})") from exc
+        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    else:
+        arr = _rescale(ds, arr)
+    arr = arr.reshape(n_frames, rows, cols)
+    return arr, _pixel_spacing(ds)
+
+
+def read_dicom_unit(unit: Unit, frames: int | None) -> UnitPixels:
+    """One file per frame (or one multi-frame file): only the files of the frames used are decoded."""
+    picked = frames_to_read(len(unit.files), frames)
+    files = unit.files if picked is None else [unit.files[i] for i in picked]
+    arrays, spacing, total = [], None, 0
+    for path in files:
+        arr, sp = _dicom_frames(path)
+        if arrays and arr.shape[1:] != arrays[0].shape[1:]:
+            raise ReadError(f"{path}: frame size {arr.shape[1:]} differs from the rest of its unit")
+        total += arr.nbytes
+        try:
+            limits.check_bytes(total, f"unit {unit.unit_id}")
+        except limits.BudgetError as exc:
+            raise ReadError(f"{path}: {exc}") from exc
+        arrays.append(arr)
+        spacing = spacing or sp
+    return UnitPixels(np.concatenate(arrays, axis=0), spacing or (1.0, 1.0))

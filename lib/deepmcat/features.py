@@ -1,0 +1,36 @@
+"""Backbone features of canonical tensors, on the GPU when there is one: what training, inference and the
+benchmarks all extract. Kept apart from the training loop, so that serving imports no training code."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepmcat.model import DeepMCATNet
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA (no loss scaling needed); a no-op on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+@torch.no_grad()
+def extract_features(net: DeepMCATNet, tensors: np.ndarray, device: torch.device, amp: bool = True,
+                     batch_size: int = 256) -> np.ndarray:
+    net.eval()
+    out = []
+    for start in range(0, len(tensors), batch_size):
+        x = torch.from_numpy(tensors[start : start + batch_size]).to(device, non_blocking=True)
+        with autocast(device, amp):
+            out.append(net.features(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, net.feature_dim), np.float32)
