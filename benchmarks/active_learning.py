@@ -21,7 +21,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from benchmarks.quality import HERE, RESULTS, dataset, machine
+from benchmarks.common import HERE, RESULTS, machine
+from benchmarks.quality import dataset
 from deepmcat.labels import read_labels, unit_truth
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import load_collection

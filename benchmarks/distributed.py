@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.quality import HERE, RESULTS, machine
+from benchmarks.common import HERE, RESULTS, machine
 from deepmcat.labels import read_labels, unit_truth
 from deepmcat.data import load_collection
 from deepmcat.generate import generate

@@ -25,7 +25,8 @@ import numpy as np
 import psutil
 from monailabel.client.client import MONAILabelClient
 
-from benchmarks.quality import HERE, RESULTS, machine
+from benchmarks.common import HERE, RESULTS, machine
+from deepmcat import checkpoint
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import load_collection
 from deepmcat.generate import generate
@@ -38,7 +39,7 @@ FRAMES, SIZE = 8, 96
 def prepare(work: Path) -> tuple[Path, Path, Path]:
     """(studies folder, model folder, the 8 x 96 x 96 series file)."""
     studies, model_dir = work / "studies", work / "model"
-    if not (model_dir / "model.pt").is_file():
+    if not (model_dir / checkpoint.MODEL).is_file():
         shutil.rmtree(work, ignore_errors=True)
         generate(studies, subjects=2, seed=11, balanced=True, fmt="nifti", progress=False)
         (studies / "labels.csv").unlink()

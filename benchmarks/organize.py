@@ -25,7 +25,8 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.quality import HERE, RESULTS, machine
+from benchmarks.common import HERE, RESULTS, machine
+from deepmcat import checkpoint
 from deepmcat.generate import generate
 from deepmcat.sources import FolderSource
 
@@ -75,7 +76,7 @@ def main() -> None:
     n_series = len(FolderSource(data))
     model = HERE / ".models" / "organize-small"
     bin_dir = Path(sys.executable).parent
-    if not (model / "model.pt").is_file():
+    if not (model / checkpoint.MODEL).is_file():
         small = HERE / ".data" / "archive-train-4s"
         if not (small / "labels.csv").is_file():
             generate(small, 4, seed=1, balanced=False, progress=False)

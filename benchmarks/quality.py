@@ -13,54 +13,30 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from deepmcat import __version__
+from benchmarks.common import HERE, RESULTS, generated, machine, score
 from deepmcat.labels import read_labels, unit_truth
 from deepmcat.clustering import FeatureTransform, kmeans
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import load_collection
-from deepmcat.generate import generate
-from deepmcat.metrics import evaluate
 from deepmcat.trainer import Trainer
-
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(), "torch": torch.__version__, "deepmcat": __version__,
-    }
-
 
 def dataset(args) -> tuple[Path, Path, str]:
     if args.data:
         data = Path(args.data)
         return data, Path(args.labels or data / "labels.csv"), data.name
-    kind = "imbalanced" if args.imbalanced else "balanced"
-    name = f"cmr-{kind}-{args.subjects}s-seed{args.seed}"
-    data = HERE / ".data" / name
-    if not (data / "labels.csv").is_file():
-        generate(data, args.subjects, seed=args.seed, balanced=not args.imbalanced)
-    return data, data / "labels.csv", name
+    data = generated(args.subjects, balanced=not args.imbalanced, seed=args.seed)
+    return data, data / "labels.csv", data.name
 
 
 def labels_for(path: Path, coarse: dict[str, str] | None) -> dict[str, str]:
     labels = read_labels(path)
     return {k: coarse.get(v, v) for k, v in labels.items()} if coarse else labels
-
-
-def score(truth, assignments) -> dict:
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in evaluate(truth, assignments).items()}
 
 
 def main() -> None:

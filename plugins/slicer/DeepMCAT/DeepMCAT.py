@@ -21,7 +21,11 @@ from slicer.ScriptedLoadableModule import (
 
 from DeepMCATLib import DeepMCATClient, DeepMCATError
 
+#: node attributes the module sets (Slicer shows them with the node's properties)
 CATEGORY_ATTRIBUTE = "DeepMCAT.Category"
+CONFIDENCE_ATTRIBUTE = "DeepMCAT.Confidence"
+CLUSTER_ATTRIBUTE = "DeepMCAT.Cluster"
+IMAGE_ID_ATTRIBUTE = "DeepMCAT.ImageId"
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
@@ -63,8 +67,8 @@ class DeepMCATLogic(ScriptedLoadableModuleLogic):
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         volume_node.SetAttribute(CATEGORY_ATTRIBUTE, answer.category)
-        volume_node.SetAttribute("DeepMCAT.Confidence", f"{answer.confidence:.4f}")
-        volume_node.SetAttribute("DeepMCAT.Cluster", str(answer.cluster))
+        volume_node.SetAttribute(CONFIDENCE_ATTRIBUTE, f"{answer.confidence:.4f}")
+        volume_node.SetAttribute(CLUSTER_ATTRIBUTE, str(answer.cluster))
         if rename:
             volume_node.SetName(f"{answer.category} - {volume_node.GetName()}")
         return answer
@@ -76,7 +80,7 @@ class DeepMCATLogic(ScriptedLoadableModuleLogic):
             return {}, None
         path = self.client.download_image(sample["id"])
         node = slicer.util.loadVolume(path)
-        node.SetAttribute("DeepMCAT.ImageId", sample["id"])
+        node.SetAttribute(IMAGE_ID_ATTRIBUTE, sample["id"])
         node.SetName(sample["id"])
         return sample, node
 
@@ -199,7 +203,7 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
         for row, item in enumerate(answer.topk):
             self.topk_table.setItem(row, 0, qt.QTableWidgetItem(item["category"]))
             self.topk_table.setItem(row, 1, qt.QTableWidgetItem(f"{item['confidence']:.1%}"))
-        self.current_image_id = node.GetAttribute("DeepMCAT.ImageId")
+        self.current_image_id = node.GetAttribute(IMAGE_ID_ATTRIBUTE)
 
     def on_next(self):
         result = self._run(lambda: self.logic.load_next(self.strategy_combo.currentText))
@@ -216,7 +220,7 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
 
     def on_submit(self):
         node = self.volume_selector.currentNode()
-        image_id = (node.GetAttribute("DeepMCAT.ImageId") if node else None) or self.current_image_id
+        image_id = (node.GetAttribute(IMAGE_ID_ATTRIBUTE) if node else None) or self.current_image_id
         if not image_id:
             slicer.util.errorDisplay("Only images from the server's datastore can be labelled: "
                                      "use 'Next series to review' first.")
