@@ -68,9 +68,11 @@ def app_server(app_studies):
 @pytest.fixture(scope="session")
 def trained_tiny_model(tiny_phantoms, tmp_path_factory) -> Path:
     """A model folder trained for two epochs on ``tiny_phantoms`` (4 clusters, 4 x 32 x 32 input)."""
-    from deepmcat.cli import main
+    from deepmcat.config import DeepMCATConfig
+    from deepmcat.data import load_collection
+    from deepmcat.trainer import Trainer
 
     out = tmp_path_factory.mktemp("tiny-model")
-    assert main(["train", "--data", str(tiny_phantoms), "--out", str(out), "--clusters", "4", "--frames", "4",
-                 "--size", "32", "--warmup-epochs", "1", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+    cfg = DeepMCATConfig().override(clusters=4, frames=4, size=32, warmup_epochs=1, epochs=1, device="cpu")
+    Trainer(cfg, out, progress=False).fit_collection(load_collection(tiny_phantoms, cfg.preprocess, progress=False))
     return out
