@@ -104,3 +104,27 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| unit |" in out and "purity" in out
     assert (tmp_path / "model" / "model.pt").is_file() and (tmp_path / "model" / "predictions.csv").is_file()
+
+
+def test_generated_uids_are_unique(tmp_path):
+    import pydicom
+
+    from deepmcat.generate import phantom_uid
+
+    # what collided before: pydicom joins entropy sources without a separator ("1" + "12" == "11" + "2")
+    assert phantom_uid(0, 1, "series=12") != phantom_uid(0, 11, "series=2")
+    keys = ["study", *(f"series={n}" for n in range(1, 40)), *(f"series=flow-{s}" for s in range(1, 151))]
+    uids = [phantom_uid(0, subject, key) for subject in range(1, 151) for key in keys]
+    assert len(set(uids)) == len(uids)
+    main(["generate", "--out", str(tmp_path), "--subjects", "2", "--seed", "3", "--quiet"])
+    series, studies, instances = {}, {}, []
+    for path in sorted(tmp_path.rglob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        subject = path.parts[-3]
+        series.setdefault(ds.SeriesInstanceUID, set()).add(subject)
+        studies.setdefault(ds.StudyInstanceUID, set()).add(subject)
+        instances.append(ds.SOPInstanceUID)
+    assert len(set(instances)) == len(instances)
+    assert all(len(members) == 1 for members in studies.values()) and len(studies) == 2
+    assert all(len(subjects) == 1 for subjects in series.values())  # a series never spans two subjects
+    assert len(series) == len({p.parent for p in tmp_path.rglob("*.dcm")}) - 2  # flow magnitude + phase: one

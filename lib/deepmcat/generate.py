@@ -47,6 +47,13 @@ def _stored(spec: SeriesSpec) -> tuple[np.ndarray, float, float]:
     return np.round(scaled).astype(np.uint16), 1.0, 0.0
 
 
+def phantom_uid(seed: int, subject: int, what: str) -> str:
+    """A deterministic UID for one subject's study or series. The parts are joined with separators: pydicom
+    hashes its entropy sources concatenated as they are, so (subject 1, series 12) and (subject 11, series 2)
+    would otherwise be one UID."""
+    return generate_uid(entropy_srcs=[f"deepmcat-phantom;seed={seed};subject={subject};{what}"])
+
+
 def mr_dataset(path: Path, study_uid: str, series_uid: str) -> FileDataset:
     """An empty MR image dataset (explicit VR little endian) with its file meta and UIDs filled in."""
     meta = FileMetaDataset()
@@ -158,12 +165,12 @@ def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = Fal
         series = subject_series(seed, subject, balanced)
         original = [spec.description for spec in series]
         apply_wrong_descriptions(series, wrong_descriptions, rng)
-        study_uid = generate_uid(entropy_srcs=[str(seed), str(subject), "study"])
+        study_uid = phantom_uid(seed, subject, "study")
         group_uids: dict[str, str] = {}
         for number, spec in enumerate(series, start=1):
             if fmt == "dicom":
                 key = spec.group or f"{number}"
-                series_uid = group_uids.setdefault(key, generate_uid(entropy_srcs=[str(seed), str(subject), key]))
+                series_uid = group_uids.setdefault(key, phantom_uid(seed, subject, f"series={key}"))
                 folder = out / f"sub-{subject:04d}" / f"{number:02d}_{spec.category}"
                 paths = write_dicom_series(spec, folder, subject, number, study_uid, series_uid, rng)
             else:
