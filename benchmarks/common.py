@@ -3,29 +3,19 @@ the scores of one clustering, and generated data sets cached by their generator 
 
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 
-import torch
-
-from deepmcat import __version__
 from deepmcat.generate import generate
 from deepmcat.metrics import evaluate
+from deepmcat.provenance import machine
+
+__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "generated", "machine", "score"]
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DATA = HERE / ".data"
 REAL = HERE.parents[1] / "shared" / "data" / "real"
 METRICS = ("purity", "nmi", "ari", "acc", "worst_recall")
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(), "torch": torch.__version__, "deepmcat": __version__,
-    }
 
 
 def score(truth, assignments) -> dict:

@@ -63,7 +63,12 @@ def test_train_predict_evaluate_end_to_end(tiny_phantoms, tmp_path):
     out = subprocess.run([sys.executable, "-m", "deepmcat.cli", "evaluate", "--pred", str(preds), "--labels",
                           str(tiny_phantoms / "labels.csv"), "--json"], capture_output=True, text=True, check=True)
     scores = json.loads(out.stdout)
-    assert scores["n"] == 24 and scores["level"] == "unit"
+    assert scores["n"] == 24 and scores["level"] == "acquisition"  # what sorting an archive is judged by
+    assert {r["acquisition_cluster"] for r in rows} <= {r["cluster"] for r in rows} | {"0", "1", "2"}
+    by_file = subprocess.run([sys.executable, "-m", "deepmcat.cli", "evaluate", "--pred", str(preds), "--labels",
+                              str(tiny_phantoms / "labels.csv"), "--json", "--level", "file"],
+                             capture_output=True, text=True, check=True)
+    assert json.loads(by_file.stdout)["n"] == len(rows)
     for key in ("purity", "nmi", "ari", "acc"):
         assert -1.0 <= scores[key] <= 1.0
     assert scores["purity"] >= 2 / 24
@@ -102,8 +107,11 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path, capsys):
                  "--epochs", "1", "--warmup-epochs", "1", "--device", "cpu", "--quiet", "--no-serve"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "| unit |" in out and "purity" in out
+    assert "| acquisition |" in out and "| unit |" in out and "purity" in out
     assert (tmp_path / "model" / "model.pt").is_file() and (tmp_path / "model" / "predictions.csv").is_file()
+    result = json.loads((tmp_path / "model" / "demo-result.json").read_text())
+    assert result["scores"]["acquisition"]["level"] == "acquisition" and result["machine"]["cpus"]
+    assert f"{result['scores']['acquisition']['purity']:.3f}" in out  # the printed figure is the saved one
 
 
 def test_generated_uids_are_unique(tmp_path):

@@ -17,7 +17,7 @@ from deepmcat.checkpoint import CheckpointError
 from deepmcat.config import DeepMCATConfig
 from deepmcat.io import ReadError
 from deepmcat.labels import data_root, read_labels, series_truth, unit_truth
-from deepmcat.predictions import PRED_COLUMNS, evaluate_files, format_scores, predict_rows
+from deepmcat.predictions import LEVELS, PRED_COLUMNS, evaluate_files, format_scores, predict_rows
 from deepmcat.sources import local_copy
 
 log = logging.getLogger("deepmcat")
@@ -185,7 +185,7 @@ def cmd_organize(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    scores = evaluate_files(args.pred, args.labels, per_file=args.per_file)
+    scores = evaluate_files(args.pred, args.labels, level="file" if args.per_file else args.level)
     if args.json:
         print(json.dumps({k: v for k, v in scores.items() if k != "composition"} if not args.composition
                          else scores))
@@ -206,6 +206,9 @@ def _step(argv: list[str]) -> None:
 
 
 def cmd_demo(args) -> None:
+    from deepmcat.provenance import machine
+
+    tic = time.time()
     data, model_dir = Path(args.data), Path(args.out)
     quiet = ["--quiet"] if args.quiet else []
     if not (data / "labels.csv").is_file():
@@ -222,9 +225,14 @@ def cmd_demo(args) -> None:
     preds = model_dir / "predictions.csv"
     _step(["predict", "--model", str(model_dir), "--data", str(data), "--out", str(preds), "--device", args.device,
            *quiet])
-    scores = evaluate_files(preds, data / "labels.csv")
+    tables = {level: evaluate_files(preds, data / "labels.csv", level=level) for level in ("acquisition", "unit")}
     print("\nDeepMCAT on the demo data (clusters scored against the generator's categories):")
-    print(format_scores(scores))
+    print(format_scores(tables["acquisition"]) + "\n" + format_scores(tables["unit"]).splitlines()[-1])
+    result = {"subjects": args.subjects, "seed": args.seed, "seconds": round(time.time() - tic, 1),
+              "machine": machine(), "scores": {k: {m: v for m, v in t.items() if m != "composition"}
+                                               for k, t in tables.items()}}
+    (model_dir / "demo-result.json").write_text(json.dumps(result, indent=1))
+    print(f"(written to {model_dir / 'demo-result.json'})")
     if args.no_serve:
         return
     studies = Path(args.studies)
@@ -307,7 +315,10 @@ def _predict_parser(r: argparse.ArgumentParser) -> None:
 def _evaluate_parser(e: argparse.ArgumentParser) -> None:
     e.add_argument("--pred", required=True)
     e.add_argument("--labels", required=True)
-    e.add_argument("--per-file", action="store_true", help="score files instead of units")
+    e.add_argument("--level", choices=LEVELS, default="acquisition",
+                   help="what is scored: acquisitions (series x image type, the default), units (slice positions) "
+                        "or files")
+    e.add_argument("--per-file", action="store_true", help="the same as --level file")
     e.add_argument("--composition", action="store_true", help="also list each cluster's categories")
     e.add_argument("--json", action="store_true")
 

@@ -9,14 +9,16 @@ from pathlib import Path
 
 from deepmcat.labels import read_labels
 
-PRED_COLUMNS = ["path", "unit", "series_uid", "cluster", "category", "confidence", "series_category", "topk"]
+PRED_COLUMNS = ["path", "unit", "series_uid", "acquisition", "cluster", "category", "confidence",
+                "acquisition_cluster", "series_category", "topk"]
+LEVELS = ("acquisition", "unit", "file")
 
 
 def predict_rows(model, collection, root: Path) -> list[dict]:
-    """One row per input file; a file holding several units (4-D) carries its series' majority result.
+    """One row per input file and unit (a 4-D file holds several units, a cine unit several files).
 
-    The series vote runs per acquisition (series and image type), so flow magnitude and phase stored in one
-    DICOM series keep their own categories.
+    ``acquisition_cluster`` / ``series_category`` are the acquisition's vote (series and image type), what an
+    archive is sorted by: flow magnitude and phase stored in one DICOM series keep their own categories.
     """
     from deepmcat.inference import series_vote  # torch and MONAI: not needed to score a CSV
 
@@ -24,60 +26,61 @@ def predict_rows(model, collection, root: Path) -> list[dict]:
     by_acquisition = defaultdict(list)
     for unit, pred in zip(collection.units, preds):
         by_acquisition[unit.acquisition].append(pred)
-    series_result = {key: series_vote(p) for key, p in by_acquisition.items()}
-    file_units = defaultdict(list)
-    for unit, pred in zip(collection.units, preds):
-        for f in unit.files:
-            file_units[f].append((unit, pred))
+    votes = {key: series_vote(p) for key, p in by_acquisition.items()}
     rows = []
-    for f, members in sorted(file_units.items()):
-        unit, pred = members[0]
-        series = series_result[unit.acquisition]
-        if len(members) > 1:  # several units in one file
-            unit_id, pred = f"{unit.series_uid}/*", series
-        else:
-            unit_id = unit.unit_id
-        rows.append({
-            "path": os.path.relpath(f, root), "unit": unit_id, "series_uid": unit.series_uid,
-            "cluster": pred.cluster, "category": pred.category, "confidence": f"{pred.confidence:.4f}",
-            "series_category": series.category,
-            "topk": ";".join(f"{t['category']}:{t['confidence']:.3f}" for t in pred.topk),
-        })
-    return rows
+    for unit, pred in zip(collection.units, preds):
+        vote = votes[unit.acquisition]
+        for f in unit.files:
+            rows.append({
+                "path": os.path.relpath(f, root), "unit": unit.unit_id, "series_uid": unit.series_uid,
+                "acquisition": unit.acquisition, "cluster": pred.cluster, "category": pred.category,
+                "confidence": f"{pred.confidence:.4f}", "acquisition_cluster": vote.cluster,
+                "series_category": vote.category,
+                "topk": ";".join(f"{t['category']}:{t['confidence']:.3f}" for t in pred.topk),
+            })
+    return sorted(rows, key=lambda r: (r["path"], r["unit"]))
 
 
-def evaluate_files(pred_path: str | Path, labels_path: str | Path, per_file: bool = False) -> dict:
-    """Metrics of a predictions CSV against a labels CSV; per unit (the default) or per file."""
+def evaluate_files(pred_path: str | Path, labels_path: str | Path, level: str = "acquisition") -> dict:
+    """Metrics of a predictions CSV against a labels CSV, at one level: ``acquisition`` (series × image type,
+    what sorting an archive is judged by; its cluster is the acquisition's vote), ``unit`` (slice positions:
+    a short-axis stack counts once per slice) or ``file``. An item's category is the majority of its files'
+    labels; a file's cluster the majority of its rows'."""
     from deepmcat.metrics import composition, evaluate
 
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}: use one of {', '.join(LEVELS)}")
     labels = read_labels(labels_path)
     if not Path(pred_path).is_file():
         raise FileNotFoundError(f"predictions file not found: {pred_path}")
     with open(pred_path, newline="") as fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"path", "unit", "cluster"} <= set(reader.fieldnames):
-            raise ValueError(f"{pred_path}: a predictions CSV needs the columns path,unit,cluster")
+        needed = {"path", "unit", "cluster"} | ({"acquisition", "acquisition_cluster"} if level == "acquisition" else set())
+        if not reader.fieldnames or not needed <= set(reader.fieldnames):
+            raise ValueError(f"{pred_path}: a predictions CSV needs the columns {','.join(sorted(needed))}")
         preds = list(reader)
     truth_votes: dict[str, Counter] = defaultdict(Counter)
-    cluster_of: dict[str, str] = {}
-    matched = 0
+    cluster_votes: dict[str, Counter] = defaultdict(Counter)
+    key_column = {"acquisition": "acquisition", "unit": "unit", "file": "path"}[level]
+    cluster_column = "acquisition_cluster" if level == "acquisition" else "cluster"
+    matched = set()
     for row in preds:
         category = labels.get(os.path.normpath(row["path"]))
         if category is None:
             continue
-        matched += 1
-        key = row["path"] if per_file else row["unit"]
-        truth_votes[key][category] += 1
-        cluster_of[key] = row["cluster"]
+        matched.add(row["path"])
+        truth_votes[row[key_column]][category] += 1
+        cluster_votes[row[key_column]][row[cluster_column]] += 1
     if not matched:
         raise ValueError(f"no prediction path matches a path in {labels_path}")
     keys = sorted(truth_votes)
     truth = [truth_votes[k].most_common(1)[0][0] for k in keys]
-    clusters = [cluster_of[k] for k in keys]
+    clusters = [cluster_votes[k].most_common(1)[0][0] for k in keys]
     scores = evaluate(truth, clusters)
-    scores.update({"level": "file" if per_file else "unit", "files_matched": matched,
-                   "files_unlabelled": len(preds) - matched, "labels_without_prediction":
-                       len(set(labels) - {os.path.normpath(r["path"]) for r in preds}),
+    predicted = {os.path.normpath(r["path"]) for r in preds}
+    scores.update({"level": level, "files_matched": len(matched),
+                   "files_unlabelled": len({r["path"] for r in preds} - matched),
+                   "labels_without_prediction": len(set(labels) - predicted),
                    "composition": composition(truth, clusters)})
     return scores
 
