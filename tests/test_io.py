@@ -70,7 +70,9 @@ def test_compressed_transfer_syntaxes_decode_like_the_uncompressed_file(tmp_path
 def test_rgb_secondary_capture_becomes_luminance(tmp_path):
     shutil.copy(get_testdata_file("SC_rgb_small_odd.dcm"), tmp_path / "rgb.dcm")
     px = read_unit(scan(tmp_path).units[0])
-    assert px.array.ndim == 3 and px.array.shape[0] == 1
+    rgb = pydicom.dcmread(tmp_path / "rgb.dcm").pixel_array.astype(np.float32)  # (rows, cols, 3), RGB
+    assert px.array.shape == (1, *rgb.shape[:2])
+    assert np.allclose(px.array[0], rgb @ np.array([0.299, 0.587, 0.114], np.float32), atol=1e-3)
 
 
 def test_nifti_4d_gives_one_unit_per_slice_with_time_frames(tmp_path):

@@ -55,6 +55,11 @@ def test_nan_and_inf_pixels_are_neutralised():
     arr[1, 0, 0] = np.inf
     out = canonical(UnitPixels(arr, (1.0, 1.0)), CFG)
     assert np.isfinite(out).all()
+    # NaN reads as the low end of the range, +inf as the high end; finite pixels are scaled as without them
+    clean = arr.copy()
+    clean[0, :4], clean[1, 0, 0] = 0.0, 1.0
+    reference = canonical(UnitPixels(clean, (1.0, 1.0)), CFG)
+    assert np.abs(out - reference).max() < 0.05 and out[0, :6].max() < 0.05
 
 
 def test_constant_image_gives_zeros_not_nan():
