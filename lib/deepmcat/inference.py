@@ -27,10 +27,11 @@ from deepmcat.features import extract_features, resolve_device
 log = logging.getLogger(__name__)
 
 
-def model_file_stamp(model_dir: Path) -> tuple[int, int] | None:
-    """(mtime, size) of the published model file: it changes whenever a new model is published."""
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of a file, None when it is absent: it changes whenever the file is replaced (the model
+    file whenever a new model is published)."""
     try:
-        st = os.stat(Path(model_dir) / checkpoint.MODEL)
+        st = os.stat(path)
     except FileNotFoundError:
         return None
     return st.st_mtime_ns, st.st_size
@@ -59,7 +60,7 @@ class Model:
         if not self.model_dir.is_dir():
             raise checkpoint.CheckpointError(f"no model folder at {self.model_dir}")
         self.device = resolve_device(device)
-        self._stamp = model_file_stamp(self.model_dir)
+        self._stamp = file_stamp(self.model_dir / checkpoint.MODEL)
         self.published = load_model(self.model_dir)
         self.config = self.published.config
         self.net = DeepMCATNet(self.config.preprocess.frames, self.config.model)
@@ -104,7 +105,7 @@ class Model:
                            "names": {str(k): v for k, v in sorted(clean.items())}}, indent=1).encode()
         with open(self.model_dir / ".names.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if model_file_stamp(self.model_dir) != self._stamp:
+            if file_stamp(self.model_dir / checkpoint.MODEL) != self._stamp:
                 log.info("cluster names not saved: a newer model was published in %s", self.model_dir)
                 return False
             checkpoint.atomic_write_bytes(self.model_dir / checkpoint.NAMES, data)
@@ -208,14 +209,9 @@ class ModelCache:
         self._stamp: tuple | None = None
 
     def _file_stamp(self) -> tuple | None:
-        stamps = []
-        for name in (checkpoint.MODEL, checkpoint.NAMES):
-            try:
-                st = os.stat(self.model_dir / name)
-                stamps.append((st.st_mtime_ns, st.st_size))
-            except FileNotFoundError:
-                stamps.append(None)
-        return tuple(stamps) if stamps[0] is not None else None
+        """Stamps of the model file and the names file; None while no model is published."""
+        model = file_stamp(self.model_dir / checkpoint.MODEL)
+        return None if model is None else (model, file_stamp(self.model_dir / checkpoint.NAMES))
 
     @property
     def available(self) -> bool:

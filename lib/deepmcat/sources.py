@@ -8,6 +8,7 @@ only while it is categorised.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from deepmcat.dicom import PHI_FIELDS
 from deepmcat.io import Unit, scan
+
+
+log = logging.getLogger(__name__)
 
 
 def is_url(source: str | os.PathLike) -> bool:
@@ -165,7 +169,7 @@ def local_copy(data: str, folder: Path) -> str:
     n = download_all(data, folder)
     if not n:
         raise ValueError(f"the DICOMweb server at {redact_url(data)} lists no series")
-    print(f"downloaded {n} series from {redact_url(data)}")
+    log.info("downloaded %d series from %s", n, redact_url(data))
     return str(folder)
 
 
