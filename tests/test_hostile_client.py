@@ -209,14 +209,12 @@ def test_info_answers_while_a_heavy_upload_is_processed(hostile_setup, tmp_path)
     assert not any(private_tmp(root).iterdir())
 
 
-def test_the_datastore_serves_nothing_through_links_out_of_the_studies_folder(tmp_path, monkeypatch):
+def test_the_datastore_serves_nothing_through_links_out_of_the_studies_folder(tmp_path):
+    """The app's datastore, used in a process of its own as the server uses it (MONAI Label's modules load
+    SimpleITK, whose SWIG types would replace faiss' ones in this test process, which loaded faiss first)."""
     import os
+    import subprocess
     import sys
-
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "apps" / "deepmcat"))
-    for name in [m for m in sys.modules if m == "lib" or m.startswith("lib.")]:
-        monkeypatch.delitem(sys.modules, name)
-    from lib.datastores import CategoryLocalDatastore
 
     studies = tmp_path / "studies"
     studies.mkdir()
@@ -224,7 +222,14 @@ def test_the_datastore_serves_nothing_through_links_out_of_the_studies_folder(tm
     nib.save(nib.Nifti1Image(np.ones((4, 4, 2), np.float32), np.eye(4)), secret)
     nib.save(nib.Nifti1Image(np.ones((4, 4, 2), np.float32), np.eye(4)), studies / "inside.nii.gz")
     os.symlink(secret, studies / "link.nii.gz")
-    datastore = CategoryLocalDatastore(str(studies), extensions=["*.nii.gz"], auto_reload=False)
-    assert datastore.get_image_uri("inside").endswith("inside.nii.gz")
-    assert "link" in datastore.list_images() and datastore.get_image_uri("link") == ""
-    assert datastore.get_label_uri("inside", "../../x") == ""
+    check = f"""
+from lib.datastores import CategoryLocalDatastore
+datastore = CategoryLocalDatastore({str(studies)!r}, extensions=["*.nii.gz"], auto_reload=False)
+assert datastore.get_image_uri("inside").endswith("inside.nii.gz")
+assert "link" in datastore.list_images() and datastore.get_image_uri("link") == ""
+assert datastore.get_label_uri("inside", "../../x") == ""
+print("checked")
+"""
+    app = Path(__file__).resolve().parents[1] / "apps" / "deepmcat"
+    out = subprocess.run([sys.executable, "-c", check], cwd=app, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "checked" in out.stdout, out.stderr[-2000:]
