@@ -69,12 +69,8 @@ REFUSED = (
     rule("PUT", r"/datastore/?", "use PUT /datastore/image"),
     rule("DELETE", r"/datastore/(image)?/?", "images are not removed through the server"),
 )
-HEAVY = (
-    rule("POST", r"/infer/.*", ""),
-    rule("POST", r"/activelearning/.*", ""),
-    rule("PUT", r"/datastore/(label|image)/?", ""),
-)
 UPLOADS = (rule("POST", r"/infer/.*", ""), rule("PUT", r"/datastore/(label|image)/?", ""))
+HEAVY = (*UPLOADS, rule("POST", r"/activelearning/.*", ""))
 NO_RUN_SYNC = (rule("POST", r"/(train|scoring)(/.*)?", ""),)
 TRAIN = rule("POST", r"/train(/[^/]*)?", "")
 
