@@ -131,6 +131,27 @@ def snapshot(*folders: Path) -> dict[str, str]:
     return state
 
 
+@pytest.mark.integration
+def test_worker_processes_read_exactly_like_one_process(tmp_path, tiny_phantoms, monkeypatch):
+    """Headers and pixels read by two worker processes: the same units in the same order, the same tensors
+    bit for bit, and every bad file reported with the same reason."""
+    from deepmcat import data, dicom
+    from deepmcat.io import scan
+
+    bad_corpus(tmp_path / "bad")
+    folders = [tiny_phantoms, tmp_path / "bad"]
+    serial_scan = scan(folders)
+    serial = data.load_units(serial_scan.units, _cfg(), progress=False)
+    monkeypatch.setattr(dicom, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(data, "PARALLEL_MIN_UNITS", 1)
+    parallel_scan = scan(folders, workers=2)
+    parallel = data.load_units(parallel_scan.units, _cfg(), progress=False, workers=2)
+    assert [u.files for u in parallel.units] == [u.files for u in serial.units] and len(serial.units) >= 24
+    assert np.array_equal(parallel.tensors, serial.tensors)
+    assert sorted(parallel_scan.skipped + parallel.failed) == sorted(serial_scan.skipped + serial.failed)
+    assert len(serial_scan.skipped + serial.failed) >= len(REASONS)
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 

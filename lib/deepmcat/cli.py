@@ -27,17 +27,23 @@ class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def _positive(kind):
+def _positive(kind, zero: bool = False):
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'zero or ' if zero else ''}positive, got {text}")
         return value
 
     return parse
+
+
+def _workers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_positive(int, zero=True), default=0,
+                        help="processes reading or writing files (default 0: one per core, at most 16; "
+                             "small jobs stay in one process)")
 
 
 # ---------------------------------------------------------------------------------------------- generate
@@ -48,7 +54,7 @@ def cmd_generate(args) -> None:
 
     tic = time.time()
     labels = generate(args.out, args.subjects, seed=args.seed, balanced=not args.imbalanced, fmt=args.format,
-                      wrong_descriptions=args.wrong_descriptions, progress=not args.quiet)
+                      wrong_descriptions=args.wrong_descriptions, progress=not args.quiet, workers=args.workers)
     with open(labels) as fh:
         rows = list(csv.DictReader(fh))
     counts = Counter(r["category"] for r in rows)
@@ -104,7 +110,7 @@ def _fit(args, cfg: DeepMCATConfig, ranks) -> None:
 
     report = print if ranks.is_main else (lambda *a, **k: None)
     tic = time.time()
-    collection = load_collection(args.data, cfg.preprocess, progress=not args.quiet)
+    collection = load_collection(args.data, cfg.preprocess, progress=not args.quiet, workers=args.workers)
     if ranks.is_main:
         _report_skipped(collection.failed)
     report(f"{collection.n_files} files -> {len(collection.units)} units "
@@ -145,7 +151,8 @@ def cmd_predict(args) -> None:
 
     model = Model(args.model, device=args.device)
     tic = time.time()
-    collection = load_collection(args.data, model.config.preprocess, progress=not args.quiet)
+    collection = load_collection(args.data, model.config.preprocess, progress=not args.quiet,
+                                 workers=args.workers)
     _report_skipped(collection.failed)
     rows = predict_rows(model, collection, data_root(args.data))
     write_csv(rows, args.out, PRED_COLUMNS)
@@ -214,17 +221,18 @@ def cmd_demo(args) -> None:
     if not (data / "labels.csv").is_file():
         print(f"generating demo data ({args.subjects} synthetic subjects, imbalanced) in {data} ...")
         _step(["generate", "--out", str(data), "--subjects", str(args.subjects), "--seed", str(args.seed),
-               "--imbalanced", *quiet])
+               "--imbalanced", "--workers", str(args.workers), *quiet])
     else:
         print(f"using existing demo data in {data}")
     n_categories = len(set(read_labels(data / "labels.csv").values()))
     epochs = [f"--{flag}={value}" for flag, value in (("epochs", args.epochs), ("warmup-epochs", args.warmup_epochs))
               if value is not None]
     _step(["train", "--data", str(data), "--out", str(model_dir), "--clusters", str(n_categories), "--device",
-           args.device, "--seed", str(args.seed), "--labels", str(data / "labels.csv"), "--fresh", *epochs, *quiet])
+           args.device, "--seed", str(args.seed), "--labels", str(data / "labels.csv"), "--fresh", "--workers",
+           str(args.workers), *epochs, *quiet])
     preds = model_dir / "predictions.csv"
     _step(["predict", "--model", str(model_dir), "--data", str(data), "--out", str(preds), "--device", args.device,
-           *quiet])
+           "--workers", str(args.workers), *quiet])
     tables = {level: evaluate_files(preds, data / "labels.csv", level=level) for level in ("acquisition", "unit")}
     print("\nDeepMCAT on the demo data (clusters scored against the generator's categories):")
     print(format_scores(tables["acquisition"]) + "\n" + format_scores(tables["unit"]).splitlines()[-1])
@@ -279,6 +287,7 @@ def _generate_parser(g: argparse.ArgumentParser) -> None:
     g.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
     g.add_argument("--wrong-descriptions", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of series whose SeriesDescription names another category")
+    _workers_argument(g)
     g.add_argument("--quiet", action="store_true")
 
 
@@ -301,6 +310,7 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint instead of resuming")
     t.add_argument("--distributed", action="store_true",
                    help="one of several processes started by torchrun (NCCL on GPUs, gloo on CPU)")
+    _workers_argument(t)
     t.add_argument("--quiet", action="store_true")
 
 
@@ -309,6 +319,7 @@ def _predict_parser(r: argparse.ArgumentParser) -> None:
     r.add_argument("--data", required=True)
     r.add_argument("--out", required=True, help="predictions CSV")
     r.add_argument("--device", default="auto")
+    _workers_argument(r)
     r.add_argument("--quiet", action="store_true")
 
 
@@ -331,6 +342,7 @@ def _demo_parser(d: argparse.ArgumentParser) -> None:
     d.add_argument("--warmup-epochs", dest="warmup_epochs", type=int)
     d.add_argument("--device", default="auto")
     d.add_argument("--seed", type=int, default=0)
+    _workers_argument(d)
     d.add_argument("--quiet", action="store_true")
     d.add_argument("--no-serve", dest="no_serve", action="store_true",
                    help="stop after the quality table instead of serving the model with MONAI Label")

@@ -39,8 +39,10 @@ def list_files(root: str | os.PathLike) -> list[str]:
     return sorted(files)
 
 
-def scan(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> ScanReport:
-    """Find every unit under the given files/folders. Unreadable files are skipped with a reason."""
+def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], workers: int | None = 1,
+         progress: bool = False) -> ScanReport:
+    """Find every unit under the given files/folders. Unreadable files are skipped with a reason. DICOM
+    headers are read by ``workers`` processes (None or 0: one per core) on large archives."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[tuple[str, Path]] = []
@@ -58,7 +60,7 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> ScanReport:
                 skipped.append((path, str(exc)))
         else:
             dicom_candidates.append(path)
-    dicom_units, dicom_skipped = group_dicom(dicom_candidates)
+    dicom_units, dicom_skipped = group_dicom(dicom_candidates, workers, progress)
     units.extend(dicom_units)
     skipped.extend(dicom_skipped)
     for path, reason in skipped:
