@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,14 @@ def test_generated_uids_are_unique(tmp_path):
     assert all(len(members) == 1 for members in studies.values()) and len(studies) == 2
     assert all(len(subjects) == 1 for subjects in series.values())  # a series never spans two subjects
     assert len(series) == len({p.parent for p in tmp_path.rglob("*.dcm")}) - 2  # flow magnitude + phase: one
+
+
+def test_gpu_check_script_says_there_is_no_gpu_and_exits_0():
+    """scripts/gpu_check.sh on a machine (or with the GPUs hidden) without CUDA: it says so and does nothing."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+    results = script.parents[1] / "benchmarks" / "results"
+    before = sorted(results.glob("gpu-*.json"))
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHON=sys.executable))
+    assert run.returncode == 0 and "no CUDA GPU" in run.stdout, run.stdout + run.stderr
+    assert sorted(results.glob("gpu-*.json")) == before

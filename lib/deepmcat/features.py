@@ -19,6 +19,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def device_name(device: torch.device) -> str:
+    """``cpu``, or the CUDA device with its model name (what a model card says it was trained on)."""
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+
+
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA (no loss scaling needed); a no-op on CPU."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")

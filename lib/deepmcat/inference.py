@@ -78,7 +78,7 @@ class Model:
     @property
     def info(self) -> dict:
         return {"version": self.published.version, "trained_at": self.published.trained_at,
-                "clusters": len(self.centroids), "units": self.published.n_units,
+                "trained_on": self.published.trained_on, "clusters": len(self.centroids), "units": self.published.n_units,
                 "frames": self.config.preprocess.frames, "size": self.config.preprocess.size}
 
     def load_names(self) -> dict[int, str]:

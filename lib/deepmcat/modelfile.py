@@ -70,6 +70,8 @@ class PublishedModel:
     history: list[dict] = field(default_factory=list)
     #: which units each rank extracted features of (one list per rank)
     distributed: dict = field(default_factory=dict)
+    #: the device that trained it ("cpu", or "cuda:0 (NVIDIA H200)")
+    trained_on: str = ""
     version: str = __version__
 
 
@@ -80,7 +82,7 @@ def save_model(folder: Path, model: PublishedModel) -> Path:
         "net": model.net, "transform": model.transform.state(), "centroids": model.centroids,
         "temperature": model.temperature, "history": model.history, "trained_at": model.trained_at,
         "n_units": model.n_units, "fingerprint": model.fingerprint, "unit_ids": model.unit_ids,
-        "assignments": model.assignments, "distributed": model.distributed,
+        "assignments": model.assignments, "distributed": model.distributed, "trained_on": model.trained_on,
     }, path)
     return path
 
@@ -95,6 +97,6 @@ def load_model(folder: Path) -> PublishedModel:
             centroids=np.asarray(s["centroids"], np.float32), temperature=float(s["temperature"]),
             trained_at=s["trained_at"], n_units=int(s["n_units"]), fingerprint=s["fingerprint"],
             unit_ids=list(s["unit_ids"]), assignments=np.asarray(s["assignments"]), history=s["history"],
-            distributed=s.get("distributed", {}), version=s["version"])
+            distributed=s.get("distributed", {}), trained_on=s.get("trained_on", ""), version=s["version"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a complete DeepMCAT model ({type(exc).__name__}: {exc})") from exc

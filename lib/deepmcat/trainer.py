@@ -30,7 +30,7 @@ from deepmcat.clustering import confidence_temperature, embed_units, fit_cluster
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import Collection
 from deepmcat.distributed import Ranks
-from deepmcat.features import autocast, extract_features, resolve_device
+from deepmcat.features import autocast, device_name, extract_features, resolve_device
 from deepmcat.losses import group_contrastive
 from deepmcat.metrics import evaluate
 from deepmcat.model import DeepMCATNet
@@ -372,7 +372,7 @@ class Trainer:
             transform=transform, centroids=result.centroids, temperature=confidence_temperature(d2),
             trained_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), n_units=len(data.tensors),
             fingerprint=data.fingerprint, unit_ids=data.unit_ids, assignments=assignments, history=run.history,
-            distributed={"world": self.ranks.world, "units_by_rank": seen})
+            distributed={"world": self.ranks.world, "units_by_rank": seen}, trained_on=device_name(self.device))
         path = save_model(self.out_dir, published) if self.ranks.is_main else self.out_dir / checkpoint.MODEL
         self.ranks.barrier()
         return TrainResult(path, assignments, run.history)
