@@ -95,6 +95,52 @@ def test_nifti_3d_is_one_volume_unit(tmp_path):
     assert len(report.units) == 1 and read_unit(report.units[0]).array.shape == (5, 12, 10)
 
 
+def _volume(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((8, 8, 2)).astype(np.float32), np.eye(4)), path)
+    return path
+
+
+def test_nifti_examinations_from_bids_names_subject_folders_and_sidecars(tmp_path):
+    """Which examination and acquisition a NIfTI file belongs to: its dcm2niix sidecar first, then a BIDS-like
+    name, then its subject folder; alone otherwise (README, NIfTI studies)."""
+    import json
+
+    _volume(tmp_path / "sub-07_ses-2_cine.nii.gz")
+    _volume(tmp_path / "patient-a" / "lge.nii.gz")
+    _volume(tmp_path / "loose.nii.gz")
+    mag, phase = _volume(tmp_path / "flow_mag.nii.gz"), _volume(tmp_path / "flow_ph.nii.gz")
+    for path, kind in ((mag, ["ORIGINAL", "PRIMARY", "M"]), (phase, ["ORIGINAL", "PRIMARY", "P"])):
+        path.with_name(path.name.replace(".nii.gz", ".json")).write_text(json.dumps(
+            {"StudyInstanceUID": "1.9", "SeriesInstanceUID": "1.9.4", "SeriesDescription": "flow AAo",
+             "ImageType": kind, "Modality": "MR"}))
+    _volume(tmp_path / "sub-08_t1.nii.gz").with_name("sub-08_t1.json").write_text("{not json")
+    units = {Path(u.files[0]).name: u for u in scan(tmp_path).units}
+    assert units["sub-07_ses-2_cine.nii.gz"].study == "sub-07_ses-2"
+    assert units["lge.nii.gz"].study == "patient-a"
+    assert units["loose.nii.gz"].study == units["loose.nii.gz"].series_uid == "loose.nii.gz"
+    assert units["sub-08_t1.nii.gz"].study == "sub-08"  # a broken sidecar is ignored, the name still counts
+    m, p = units["flow_mag.nii.gz"], units["flow_ph.nii.gz"]
+    assert m.study == p.study == "1.9" and m.meta["series_description"] == "flow AAo"
+    assert m.acquisition == "1.9.4|ORIGINAL\\PRIMARY\\M" and p.acquisition == "1.9.4|ORIGINAL\\PRIMARY\\P"
+
+
+def test_generated_nifti_says_the_same_examinations_and_acquisitions_as_dicom(tmp_path):
+    from deepmcat.generate import generate
+
+    def structure(folder):
+        units = scan(folder).units
+        return len({u.study for u in units}), len({u.acquisition for u in units})
+
+    generate(tmp_path / "dicom", subjects=2, seed=4, balanced=True, progress=False)
+    generate(tmp_path / "bids", subjects=2, seed=4, balanced=True, fmt="nifti", progress=False)
+    generate(tmp_path / "side", subjects=2, seed=4, balanced=True, fmt="nifti", progress=False, sidecars=True)
+    dicom = structure(tmp_path / "dicom")
+    assert dicom[0] == 2
+    assert structure(tmp_path / "side") == dicom
+    assert structure(tmp_path / "bids")[0] == 2  # names say the subject; without sidecars flow is two series
+
+
 def test_corrupt_and_foreign_files_are_reported_not_raised(tmp_path, cine_folder):
     good = next((cine_folder / "cine").iterdir())
     data = good.read_bytes()

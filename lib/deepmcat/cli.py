@@ -54,7 +54,8 @@ def cmd_generate(args) -> None:
 
     tic = time.time()
     labels = generate(args.out, args.subjects, seed=args.seed, balanced=not args.imbalanced, fmt=args.format,
-                      wrong_descriptions=args.wrong_descriptions, progress=not args.quiet, workers=args.workers)
+                      wrong_descriptions=args.wrong_descriptions, progress=not args.quiet, workers=args.workers,
+                      sidecars=args.sidecars)
     with open(labels) as fh:
         rows = list(csv.DictReader(fh))
     counts = Counter(r["category"] for r in rows)
@@ -287,6 +288,8 @@ def _generate_parser(g: argparse.ArgumentParser) -> None:
     g.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
     g.add_argument("--wrong-descriptions", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of series whose SeriesDescription names another category")
+    g.add_argument("--sidecars", action="store_true",
+                   help="with --format nifti: a dcm2niix-style JSON sidecar beside every file")
     _workers_argument(g)
     g.add_argument("--quiet", action="store_true")
 

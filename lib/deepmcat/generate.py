@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +111,16 @@ def write_dicom_series(spec: SeriesSpec, out_dir: Path, subject: int, number: in
     return paths
 
 
+def write_sidecar(path: Path, spec: SeriesSpec, number: int, study_uid: str, series_uid: str) -> None:
+    """A dcm2niix-style JSON sidecar beside a NIfTI file (what :mod:`deepmcat.sidecars` reads)."""
+    side = {"Modality": "MR", "SeriesDescription": spec.description, "ImageType": list(spec.image_type),
+            "SeriesNumber": number, "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+    path.with_name(path.name[: -len(".nii.gz")] + ".json").write_text(json.dumps(side, indent=1))
+
+
 def write_nifti_series(spec: SeriesSpec, path_stem: Path) -> list[Path]:
-    """One flat file per series: 4-D (x, y, slices, time) for cine, 3-D (x, y, slices) otherwise."""
+    """One flat file per series (``sub-<subject>_…``, a BIDS-like name that says the examination): 4-D
+    (x, y, slices, time) for cine, 3-D (x, y, slices) otherwise."""
     import nibabel as nib
 
     images = spec.images  # (slices, frames, rows, cols)
@@ -159,6 +168,7 @@ class SubjectJob:
     balanced: bool
     fmt: str
     wrong_descriptions: float
+    sidecars: bool = False
 
 
 def write_subject(job: SubjectJob) -> list[tuple[str, str, str, int]]:
@@ -172,22 +182,26 @@ def write_subject(job: SubjectJob) -> list[tuple[str, str, str, int]]:
     group_uids: dict[str, str] = {}
     rows = []
     for number, spec in enumerate(series, start=1):
+        key = spec.group or f"{number}"
+        series_uid = group_uids.setdefault(key, phantom_uid(job.seed, job.subject, f"series={key}"))
         if job.fmt == "dicom":
-            key = spec.group or f"{number}"
-            series_uid = group_uids.setdefault(key, phantom_uid(job.seed, job.subject, f"series={key}"))
             folder = job.out / f"sub-{job.subject:04d}" / f"{number:02d}_{spec.category}"
             paths = write_dicom_series(spec, folder, job.subject, number, study_uid, series_uid, rng)
         else:
             paths = write_nifti_series(spec, job.out / f"sub-{job.subject:04d}_{number:02d}_{spec.category}")
+            for path in paths if job.sidecars else []:
+                write_sidecar(path, spec, number, study_uid, series_uid)
         wrong = int(spec.description != original[number - 1])
         rows.extend((str(p.relative_to(job.out)), spec.category, spec.description, wrong) for p in paths)
     return rows
 
 
 def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = False, fmt: str = "dicom",
-             wrong_descriptions: float = 0.0, progress: bool = True, workers: int | None = 1) -> Path:
+             wrong_descriptions: float = 0.0, progress: bool = True, workers: int | None = 1,
+             sidecars: bool = False) -> Path:
     """Generate ``subjects`` synthetic subjects into ``out`` with ``workers`` processes (None or 0: one per
-    core; ~3 s a subject on one core); returns the path of ``labels.csv``."""
+    core; ~3 s a subject on one core); returns the path of ``labels.csv``. NIfTI files get dcm2niix-style
+    JSON sidecars with ``sidecars``."""
     if subjects < 1:
         raise ValueError("--subjects must be at least 1")
     if fmt not in ("dicom", "nifti"):
@@ -196,7 +210,8 @@ def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = Fal
         raise ValueError("--wrong-descriptions must be a fraction in [0, 1]")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [SubjectJob(out, subject, seed, balanced, fmt, wrong_descriptions) for subject in range(1, subjects + 1)]
+    jobs = [SubjectJob(out, subject, seed, balanced, fmt, wrong_descriptions, sidecars)
+            for subject in range(1, subjects + 1)]
     labels = out / "labels.csv"
     with open(labels, "w", newline="") as fh:
         writer = csv.writer(fh)

@@ -29,8 +29,9 @@ class Unit:
 
     @property
     def acquisition(self) -> str:
-        """Units of one series and image type: one acquisition, hence one category (no label needed)."""
-        return f"{self.series_uid}|{self.meta.get('image_type', '')}"
+        """Units of one series and image type: one acquisition, hence one category (no label needed). A
+        volume file's sidecar may name the DICOM series it came from (flow magnitude and phase files)."""
+        return f"{self.meta.get('acquisition_series') or self.series_uid}|{self.meta.get('image_type', '')}"
 
     @property
     def study(self) -> str:

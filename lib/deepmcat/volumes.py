@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deepmcat import limits
+from deepmcat.sidecars import volume_meta
 from deepmcat.units import ReadError, Unit, UnitPixels, frames_to_read
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -85,7 +86,7 @@ def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]
                            f"declared size {dims} x {components} components")
     except limits.BudgetError as exc:
         raise ReadError(f"{path}: {exc}") from exc
-    meta = {"modality": "", "series_description": Path(path).name, "image_type": ""}
+    meta = volume_meta(path, root)
     series = os.path.relpath(path, root) if root is not None else Path(path).name
     if len(dims) == 4 and dims[2] > 1:
         return [

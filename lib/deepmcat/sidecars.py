@@ -1,0 +1,75 @@
+"""What a folder of NIfTI / NRRD / MHA files says about examinations and acquisitions, which DICOM headers
+would otherwise say. The contrastive term needs both: the slices of one acquisition are positives, the other
+acquisitions of the same examination are the negatives. In order of trust:
+
+1. a dcm2niix-style JSON sidecar beside the file (``x.nii.gz`` → ``x.json``): StudyInstanceUID,
+   SeriesInstanceUID, SeriesDescription, ImageType, Modality, SeriesNumber;
+2. a BIDS-like name: ``sub-<label>[_ses-<label>]_...`` is the examination;
+3. one sub-folder per subject under the scanned folder: the sub-folder is the examination.
+
+Without any of them each file is an examination of its own, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+#: sidecars larger than this are not dcm2niix's (a few kB): not read
+MAX_SIDECAR_BYTES = 1 << 20
+_BIDS = re.compile(r"^(sub-[A-Za-z0-9]+(?:_ses-[A-Za-z0-9]+)?)_")
+_VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """``x.nii.gz`` → ``x.json`` (also for .nii, .nrrd, .mha …)."""
+    p = Path(path)
+    name = p.name
+    for suffix in _VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return p.with_name(name[: -len(suffix)] + ".json")
+    return p.with_suffix(".json")
+
+
+def read_sidecar(path: str | os.PathLike) -> dict:
+    """The volume's JSON sidecar, or {} when there is none or it is not a small JSON object."""
+    side = sidecar_path(path)
+    try:
+        if not side.is_file() or side.stat().st_size > MAX_SIDECAR_BYTES:
+            return {}
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def examination(path: str | os.PathLike, root: str | os.PathLike | None) -> str:
+    """The examination a volume file belongs to by its name or folder ("" when neither says)."""
+    match = _BIDS.match(Path(path).name)
+    if match:
+        return match.group(1)
+    if root is not None:
+        parts = Path(os.path.relpath(path, root)).parts
+        if len(parts) > 1 and parts[0] != "..":
+            return parts[0]
+    return ""
+
+
+def volume_meta(path: str | os.PathLike, root: str | os.PathLike | None) -> dict:
+    """Unit metadata of a volume file from its sidecar, name and folder (see the module docstring)."""
+    side = read_sidecar(path)
+    image_type = side.get("ImageType", "")
+    if isinstance(image_type, list):
+        image_type = "\\".join(str(v) for v in image_type)
+    meta = {
+        "modality": str(side.get("Modality", "")),
+        "series_description": str(side.get("SeriesDescription") or side.get("ProtocolName") or Path(path).name),
+        "image_type": str(image_type),
+        "study_uid": str(side.get("StudyInstanceUID") or examination(path, root)),
+        "series_number": str(side.get("SeriesNumber", "")),
+    }
+    if side.get("SeriesInstanceUID"):
+        meta["acquisition_series"] = str(side["SeriesInstanceUID"])
+    return meta
