@@ -15,6 +15,7 @@ from pathlib import Path
 from deepmcat import __version__
 from deepmcat.checkpoint import CheckpointError
 from deepmcat.config import DeepMCATConfig
+from deepmcat.families import FAMILIES
 from deepmcat.io import ReadError
 from deepmcat.labels import data_root, read_labels, series_truth, unit_truth
 from deepmcat.predictions import LEVELS, PRED_COLUMNS, evaluate_files, format_scores, predict_rows
@@ -55,7 +56,7 @@ def cmd_generate(args) -> None:
     tic = time.time()
     labels = generate(args.out, args.subjects, seed=args.seed, balanced=not args.imbalanced, fmt=args.format,
                       wrong_descriptions=args.wrong_descriptions, progress=not args.quiet, workers=args.workers,
-                      sidecars=args.sidecars)
+                      sidecars=args.sidecars, family=args.family)
     with open(labels) as fh:
         rows = list(csv.DictReader(fh))
     counts = Counter(r["category"] for r in rows)
@@ -288,6 +289,8 @@ def _generate_parser(g: argparse.ArgumentParser) -> None:
     g.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
     g.add_argument("--wrong-descriptions", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of series whose SeriesDescription names another category")
+    g.add_argument("--family", choices=FAMILIES, default="classic",
+                   help="phantom family: the project's own (classic) or an independently written one (torso)")
     g.add_argument("--sidecars", action="store_true",
                    help="with --format nifti: a dcm2niix-style JSON sidecar beside every file")
     _workers_argument(g)

@@ -12,6 +12,7 @@ import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from deepmcat.families import FAMILIES
 from deepmcat.parallel import ordered_map
 from deepmcat.phantoms import SeriesSpec, subject_series
 
@@ -169,11 +170,17 @@ class SubjectJob:
     fmt: str
     wrong_descriptions: float
     sidecars: bool = False
+    family: str = "classic"
 
 
 def write_subject(job: SubjectJob) -> list[tuple[str, str, str, int]]:
     """Write one subject's series; returns its ``labels.csv`` rows. Seeded by (seed, subject) alone, so the
     output does not depend on how many workers write it."""
+    if job.family == "torso":
+        from deepmcat.families.files import write_subject as write_torso_subject
+
+        return write_torso_subject(job.out, job.subject, job.seed, job.balanced, job.fmt, job.wrong_descriptions,
+                                   job.sidecars)
     rng = np.random.default_rng([job.seed, job.subject, 7])
     series = subject_series(job.seed, job.subject, job.balanced)
     original = [spec.description for spec in series]
@@ -198,19 +205,21 @@ def write_subject(job: SubjectJob) -> list[tuple[str, str, str, int]]:
 
 def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = False, fmt: str = "dicom",
              wrong_descriptions: float = 0.0, progress: bool = True, workers: int | None = 1,
-             sidecars: bool = False) -> Path:
+             sidecars: bool = False, family: str = "classic") -> Path:
     """Generate ``subjects`` synthetic subjects into ``out`` with ``workers`` processes (None or 0: one per
     core; ~3 s a subject on one core); returns the path of ``labels.csv``. NIfTI files get dcm2niix-style
-    JSON sidecars with ``sidecars``."""
+    JSON sidecars with ``sidecars``. ``family`` picks the phantom family (:mod:`deepmcat.families`)."""
     if subjects < 1:
         raise ValueError("--subjects must be at least 1")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown phantom family {family!r}: use one of {', '.join(FAMILIES)}")
     if fmt not in ("dicom", "nifti"):
         raise ValueError(f"unknown format {fmt!r}: use dicom or nifti")
     if not 0.0 <= wrong_descriptions <= 1.0:
         raise ValueError("--wrong-descriptions must be a fraction in [0, 1]")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [SubjectJob(out, subject, seed, balanced, fmt, wrong_descriptions, sidecars)
+    jobs = [SubjectJob(out, subject, seed, balanced, fmt, wrong_descriptions, sidecars, family)
             for subject in range(1, subjects + 1)]
     labels = out / "labels.csv"
     with open(labels, "w", newline="") as fh:

@@ -1,0 +1,139 @@
+"""Series of a phantom family with real plane geometry (:class:`deepmcat.families.torso.Series`) → DICOM
+files (one per frame, or multi-frame) or NIfTI files (with optional dcm2niix-style sidecars), plus the
+``labels.csv`` rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+from pydicom.uid import generate_uid
+
+from deepmcat.families.torso import Plane, Series
+
+#: 12-bit magnitude storage
+MAX_STORED = 4095
+
+
+def stored(series: Series, images: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, float]:
+    """Integer pixels and (slope, intercept): phase as 0..4095 ↦ -4096..4094, magnitude scaled to 12 bits."""
+    if series.signed:
+        return np.round((np.clip(images, -1, 1) + 1) * 2047.5).astype(np.uint16), 2.0, -4096.0
+    peak = float(np.percentile(images, 99.9)) or 1.0
+    return np.round(np.clip(images / peak * rng.uniform(0.45, 0.9) * MAX_STORED, 0, MAX_STORED)).astype(np.uint16), \
+        1.0, 0.0
+
+
+def write_dicom(series: Series, folder: Path, number: int, study_uid: str, series_uid: str, subject: int,
+                rng: np.random.Generator) -> list[Path]:
+    from deepmcat.generate import mr_dataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frame_uid = generate_uid(entropy_srcs=[study_uid, "torso-frame-of-reference"])
+    date = (dt.date(2021, 3, 1) + dt.timedelta(days=subject)).strftime("%Y%m%d")
+    paths, instance = [], 0
+    for plane, images in zip(series.planes, series.images):
+        pixels, slope, intercept = stored(series, images, rng)
+        frames = [pixels] if series.multiframe else [pixels[f : f + 1] for f in range(len(pixels))]
+        for f, block in enumerate(frames):
+            instance += 1
+            path = folder / f"{instance:05d}.dcm"
+            ds = mr_dataset(path, study_uid, series_uid)
+            ds.FrameOfReferenceUID = frame_uid
+            ds.PatientName, ds.PatientID = f"Torso^{subject:04d}", f"TORSO-{subject:04d}"
+            ds.StudyDate = ds.SeriesDate = date
+            ds.Manufacturer = "DeepMCAT torso phantom"
+            ds.SeriesNumber, ds.InstanceNumber = number, instance
+            ds.SeriesDescription, ds.ImageType = series.description, series.image_type
+            ds.ImageOrientationPatient = [round(float(v), 6) for v in (*plane.row, *plane.col)]
+            ds.ImagePositionPatient = [round(float(v), 4) for v in plane.origin]
+            ds.SliceLocation = round(float(plane.normal @ plane.centre), 4)
+            ds.PixelSpacing = [round(plane.spacing, 5)] * 2
+            ds.SliceThickness = 8.0
+            ds.TriggerTime = round(float(series.trigger_ms[min(f, len(series.trigger_ms) - 1)]), 2)
+            if series.category == "t1_molli":
+                ds.InversionTime = ds.TriggerTime
+            ds.Rows, ds.Columns = block.shape[1:]
+            if len(block) > 1:
+                ds.NumberOfFrames = len(block)
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+            ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+            ds.PixelData = block.tobytes()
+            ds.save_as(path, write_like_original=False)
+            paths.append(path)
+    return paths
+
+
+def _parallel_groups(planes: list[Plane]) -> list[list[int]]:
+    """Indices of planes that share an orientation and matrix (one NIfTI grid each)."""
+    groups: list[list[int]] = []
+    for i, plane in enumerate(planes):
+        for group in groups:
+            first = planes[group[0]]
+            if first.shape == plane.shape and abs(first.normal @ plane.normal) > 0.999:
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+def write_nifti(series: Series, stem: Path, sidecar: dict | None) -> list[Path]:
+    """One file per grid (a stack is one 4-D file of x, y, slices, time); the affine holds the geometry."""
+    import nibabel as nib
+
+    paths = []
+    groups = _parallel_groups(series.planes)
+    for g, group in enumerate(groups):
+        planes = [series.planes[i] for i in group]
+        first = planes[0]
+        order = np.argsort([first.normal @ p.centre for p in planes])
+        data = np.stack([series.images[group[i]] for i in order])  # slices, frames, rows, cols
+        gap = float(np.diff([first.normal @ planes[i].centre for i in order]).mean()) if len(planes) > 1 else 8.0
+        lps = np.eye(4)
+        lps[:3, 0], lps[:3, 1], lps[:3, 2] = first.row * first.spacing, first.col * first.spacing, first.normal * gap
+        lps[:3, 3] = planes[order[0]].origin
+        affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # NIfTI is RAS
+        arr = np.transpose(data, (3, 2, 0, 1))
+        if arr.shape[3] == 1:
+            arr = arr[..., 0]
+        img = nib.Nifti1Image(arr.astype(np.float32), affine)
+        img.header.set_xyzt_units("mm", "msec")
+        path = stem.with_name(stem.name + (f"_{g + 1}" if len(groups) > 1 else "") + ".nii.gz")
+        nib.save(img, str(path))
+        if sidecar is not None:
+            path.with_name(path.name[: -len(".nii.gz")] + ".json").write_text(json.dumps(sidecar, indent=1))
+        paths.append(path)
+    return paths
+
+
+def write_subject(out: Path, subject: int, seed: int, balanced: bool, fmt: str, wrong_descriptions: float,
+                  sidecars: bool) -> list[tuple[str, str, str, int]]:
+    """Write one torso-family subject; returns its ``labels.csv`` rows."""
+    from deepmcat.families.torso import DESCRIPTIONS, subject_series
+    from deepmcat.generate import phantom_uid
+
+    rng = np.random.default_rng([seed, subject, 4049])
+    series = subject_series(seed, subject, balanced)
+    study_uid = phantom_uid(seed, subject, "torso-study")
+    descriptions = sorted({d for names in DESCRIPTIONS.values() for d in names.values()})
+    rows = []
+    for number, s in enumerate(series, start=1):
+        description = s.description
+        if wrong_descriptions and rng.random() < wrong_descriptions:
+            description = str(rng.choice([d for d in descriptions if d != s.description]))
+        written = Series(**{**s.__dict__, "description": description})
+        series_uid = phantom_uid(seed, subject, f"torso-series={s.group or number}")
+        if fmt == "dicom":
+            paths = write_dicom(written, out / f"sub-{subject:04d}" / f"s{number:02d}", number, study_uid,
+                                series_uid, subject, rng)
+        else:
+            side = {"Modality": "MR", "SeriesDescription": description, "ImageType": written.image_type,
+                    "SeriesNumber": number, "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+            paths = write_nifti(written, out / f"sub-{subject:04d}_s{number:02d}", side if sidecars else None)
+        rows.extend((str(p.relative_to(out)), s.category, description, int(description != s.description))
+                    for p in paths)
+    return rows
