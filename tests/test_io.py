@@ -141,6 +141,28 @@ def test_generated_nifti_says_the_same_examinations_and_acquisitions_as_dicom(tm
     assert structure(tmp_path / "bids")[0] == 2  # names say the subject; without sidecars flow is two series
 
 
+def test_the_torso_family_reads_alike_from_dicom_and_nifti_with_sidecars(tmp_path):
+    """The independent phantom family: both vendor structures (a series per short-axis slice, multi-frame
+    stacks), every unit labelled, and NIfTI with sidecars telling the same examinations and acquisitions."""
+    from deepmcat.generate import generate
+    from deepmcat.labels import read_labels, unit_truth
+
+    found = {}
+    for fmt in ("dicom", "nifti"):
+        out = tmp_path / fmt
+        generate(out, subjects=2, seed=1, balanced=False, fmt=fmt, family="torso", progress=False, sidecars=True)
+        units = scan(out).units
+        truth = unit_truth(units, read_labels(out / "labels.csv"), out)
+        assert truth is not None and len(set(truth)) >= 10
+        found[fmt] = (len(units), len({u.acquisition for u in units}), len({u.study for u in units}),
+                      sorted(truth))
+    assert found["dicom"] == found["nifti"] and found["dicom"][2] == 2
+    multiframe = [u for u in scan(tmp_path / "dicom").units if "/mf" in u.unit_id]
+    per_slice_series = {u.series_uid for u in scan(tmp_path / "dicom").units if u.meta["series_description"]
+                        == "sBTFE_SA_slice"}
+    assert multiframe and len(per_slice_series) >= 7  # subject 1: vendor A, subject 2: vendor B
+
+
 def test_corrupt_and_foreign_files_are_reported_not_raised(tmp_path, cine_folder):
     good = next((cine_folder / "cine").iterdir())
     data = good.read_bytes()
