@@ -163,6 +163,28 @@ def test_the_torso_family_reads_alike_from_dicom_and_nifti_with_sidecars(tmp_pat
     assert multiframe and len(per_slice_series) >= 7  # subject 1: vendor A, subject 2: vendor B
 
 
+def test_a_stack_stored_as_a_series_per_slice_is_one_acquisition_for_training(tmp_path):
+    """Three one-slice cine series of one examination acquired alike form one stack; a series with another
+    frame count, and the same series in another examination, do not join it. Outputs keep the series."""
+    def cine(folder, series, z, frames=3, study="1.2.3"):
+        for t in range(frames):
+            path = write_dicom(tmp_path / folder / f"{t}.dcm", np.full((8, 8), 10 * t + z, np.uint16), series,
+                               position=(0, 0, z), trigger=40.0 * t, instance=t + 1)
+            ds = pydicom.dcmread(path)
+            ds.StudyInstanceUID = study
+            ds.save_as(path)
+
+    for k, z in enumerate((0.0, 8.0, 16.0)):
+        cine(f"b{k}", f"9.{k}", z)
+    cine("tag", "9.7", 24.0, frames=4)
+    cine("other", "9.8", 0.0, study="4.5.6")
+    units = {u.series_uid: u for u in scan(tmp_path).units}
+    stack = {units[f"9.{k}"].stack for k in range(3)}
+    assert len(stack) == 1 and stack.pop().startswith("stack-")
+    assert units["9.7"].stack == units["9.7"].acquisition and units["9.8"].stack == units["9.8"].acquisition
+    assert len({units[f"9.{k}"].acquisition for k in range(3)}) == 3
+
+
 def test_corrupt_and_foreign_files_are_reported_not_raised(tmp_path, cine_folder):
     good = next((cine_folder / "cine").iterdir())
     data = good.read_bytes()

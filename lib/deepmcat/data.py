@@ -33,8 +33,8 @@ class Collection:
 
     @property
     def acquisitions(self) -> list[str]:
-        """Each unit's acquisition key (series and image type), in unit order."""
-        return [u.acquisition for u in self.units]
+        """Each unit's acquisition as training groups them (:attr:`Unit.stack`), in unit order."""
+        return [u.stack for u in self.units]
 
 
 def _load_one(unit: Unit, cfg: PreprocessConfig) -> np.ndarray | str:

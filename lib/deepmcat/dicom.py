@@ -53,6 +53,7 @@ def _dicom_meta(ds) -> dict:
         "image_type": "\\".join(str(v) for v in getattr(ds, "ImageType", [])),
         "study_uid": str(getattr(ds, "StudyInstanceUID", "")),
         "series_number": str(getattr(ds, "SeriesNumber", "")),
+        "spacing": str(tuple(round(v, 3) for v in _pixel_spacing(ds))),
         "phi": {k: str(getattr(ds, k, "")) for k in PHI_FIELDS},
     }
 
@@ -76,7 +77,7 @@ def _read_header(path: str):
 
 
 #: what grouping keeps of one file: (path, group key, (path, position, frame order, multi-frame), metadata)
-HeaderRecord = tuple[str, tuple, tuple[str, "float | None", tuple, bool], dict]
+HeaderRecord = tuple[str, tuple, tuple[str, "float | None", tuple, int], dict]
 
 
 def header_record(path: str) -> HeaderRecord | tuple[str, str]:
@@ -89,7 +90,7 @@ def header_record(path: str) -> HeaderRecord | tuple[str, str]:
         # matrix size too: files that reuse a series UID with another image size cannot be one unit
         key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))),
                _orientation_key(ds) + (int(ds.Rows), int(ds.Columns)))
-        member = (path, _slice_position(ds), _frame_order(ds), int(getattr(ds, "NumberOfFrames", 1) or 1) > 1)
+        member = (path, _slice_position(ds), _frame_order(ds), int(getattr(ds, "NumberOfFrames", 1) or 1))
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. TriggerTime "abc": this file only
         return path, f"malformed DICOM header ({type(exc).__name__}: {exc})"
     return path, key, member, _dicom_meta(ds)
@@ -104,7 +105,7 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
     the metadata once per group, so memory stays small for archives of many thousands of files.
     """
     skipped: list[tuple[str, str]] = []
-    groups: dict[tuple, list[tuple[str, float | None, tuple, bool]]] = defaultdict(list)
+    groups: dict[tuple, list[tuple[str, float | None, tuple, int]]] = defaultdict(list)
     metas: dict[tuple, dict] = {}
     records = ordered_map(header_record, files, workers, min_items=PARALLEL_MIN_FILES, chunksize=64,
                           desc="reading headers", progress=progress)
@@ -121,9 +122,9 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
         series_uid, image_type, orientation = key
         meta = metas[key]
         tag = f"{series_uid}/{zlib.crc32(f'{image_type}{orientation}'.encode()) % 100_000:05d}"
-        for i, path in enumerate(sorted(m[0] for m in members if m[3])):
-            units.append(Unit(f"{tag}/mf{i}", series_uid, [path], "dicom", dict(meta)))
-        single = [m for m in members if not m[3]]
+        for i, m in enumerate(sorted(m for m in members if m[3] > 1)):
+            units.append(Unit(f"{tag}/mf{i}", series_uid, [m[0]], "dicom", _with_shape(meta, orientation, m[3])))
+        single = [m for m in members if m[3] == 1]
         if not single:
             continue
         by_position: dict = defaultdict(list)
@@ -137,8 +138,15 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
             continue
         for k, pos in enumerate(positions):
             frames = sorted(by_position[pos], key=lambda m: m[2])
-            units.append(Unit(f"{tag}/s{k:03d}", series_uid, [m[0] for m in frames], "dicom", dict(meta)))
+            units.append(Unit(f"{tag}/s{k:03d}", series_uid, [m[0] for m in frames], "dicom",
+                              _with_shape(meta, orientation, len(frames))))
     return units, skipped
+
+
+def _with_shape(meta: dict, orientation: tuple, frames: int) -> dict:
+    """A unit's metadata with how it was acquired (orientation, matrix, pixel spacing, frame count): what
+    :mod:`deepmcat.stacks` compares to find one stack stored as a series per slice."""
+    return dict(meta, shape=f"{orientation}|{meta['spacing']}|{frames}")
 
 
 def _rescale(ds, arr: np.ndarray) -> np.ndarray:

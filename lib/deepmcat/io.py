@@ -15,6 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from deepmcat.dicom import group_dicom, read_dicom_unit
+from deepmcat.stacks import merge_stacks
 from deepmcat.units import ReadError, ScanReport, Unit, UnitPixels, sample_frames
 from deepmcat.volumes import is_volume_file, read_volume_unit, release_volume, volume_units
 
@@ -63,6 +64,7 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], workers: int | 
     dicom_units, dicom_skipped = group_dicom(dicom_candidates, workers, progress)
     units.extend(dicom_units)
     skipped.extend(dicom_skipped)
+    merge_stacks(units)
     for path, reason in skipped:
         log.debug("skipped %s: %s", path, reason)
     return ScanReport(units, skipped, len(files))

@@ -34,6 +34,12 @@ class Unit:
         return f"{self.meta.get('acquisition_series') or self.series_uid}|{self.meta.get('image_type', '')}"
 
     @property
+    def stack(self) -> str:
+        """The acquisition as training groups units: a stack stored as one series per slice is one
+        (:mod:`deepmcat.stacks`); otherwise the series and image type."""
+        return self.meta.get("stack") or self.acquisition
+
+    @property
     def study(self) -> str:
         """The examination (subject) the unit belongs to; its series when the format does not say."""
         return self.meta.get("study_uid") or self.series_uid

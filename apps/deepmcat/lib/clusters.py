@@ -62,7 +62,7 @@ def store_scores(datastore: Datastore, scores: dict[str, dict]) -> None:
 
 def collection_scores(model: Model, units: list[Unit], tensors, image_of: dict[str, str]) -> dict[str, dict]:
     """Scores of images whose units are already loaded (after training), without reading their files again."""
-    preds = model.predict(tensors, k=1, acquisitions=[u.acquisition for u in units])
+    preds = model.predict(tensors, k=1, acquisitions=[u.stack for u in units])
     members: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
     for unit, pred in zip(units, preds):
         members[image_of[unit.unit_id]][0].append(unit)

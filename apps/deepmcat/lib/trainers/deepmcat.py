@@ -27,6 +27,7 @@ from deepmcat.checkpoint import atomic_write_bytes
 from deepmcat.data import load_units
 from deepmcat.inference import ModelCache
 from deepmcat.io import scan
+from deepmcat.stacks import merge_stacks
 from deepmcat.trainer import Trainer
 from lib.clusters import clinician_labels, collection_scores, image_path, publish_names, store_scores
 from lib.settings import AppSettings
@@ -115,6 +116,7 @@ class DeepMCATTrain(TrainTask):
                 image_of[unit.unit_id] = image_id
         if not units:
             raise ValueError("the datastore holds no readable image to train on")
+        merge_stacks(units)  # images are scanned one by one: a stack stored as a series per slice spans several
         collection = load_units(units, cfg.preprocess, progress=False)
         for path, reason in collection.failed:
             log.warning("skipped %s: %s", path, reason)

@@ -1,0 +1,33 @@
+"""Stacks stored as one series per slice. Many scanners (Siemens' ``CINE_segmented_SAX_b1 … b13``, as in UK
+Biobank) acquire a short-axis stack breath-hold by breath-hold and store every slice as a series of its
+own. Series of one examination acquired alike — same image type, orientation, matrix, pixel spacing and
+frame count — are then one acquisition for training: their slices are contrastive positives of each other
+and one point for k-means, as a stack stored in one series is. Outputs still vote and score per stored series.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from typing import Sequence
+
+from deepmcat.units import Unit
+
+
+def merge_stacks(units: Sequence[Unit]) -> int:
+    """Mark the units of series acquired alike in one examination with one ``stack`` (in their metadata);
+    returns how many stacks of several series were found. Units without a recorded shape (volumes, NIfTI)
+    are left as they are."""
+    series_of: dict[tuple, set[str]] = defaultdict(set)
+    for unit in units:
+        if unit.meta.get("shape"):
+            series_of[_signature(unit)].add(unit.series_uid)
+    merged = {sig for sig, series in series_of.items() if len(series) > 1}
+    for unit in units:
+        if unit.meta.get("shape") and _signature(unit) in merged:
+            unit.meta["stack"] = f"stack-{zlib.crc32(repr(_signature(unit)).encode()):08x}"
+    return len(merged)
+
+
+def _signature(unit: Unit) -> tuple:
+    return unit.study, unit.meta.get("image_type", ""), unit.meta["shape"]
