@@ -196,7 +196,8 @@ def main() -> None:
                "designed_on": "classic family, generator seed 0 (benchmarks/README.md)", "sets": {}}
     if args.epochs is not None:
         results["epochs_override"] = {"warmup_epochs": args.epochs, "epochs": 1}
-    tag = f"families-{args.subjects}s-{results['date']}" + ("-quick" if args.epochs is not None else "")
+    tag = (f"families-{'-'.join(args.sets)}-{args.subjects}s-{device.type}-{results['date']}"
+           + ("-quick" if args.epochs is not None else ""))
     RESULTS.mkdir(exist_ok=True)
 
     def save() -> None:
