@@ -49,8 +49,8 @@ from deepmcat.predictions import predict_rows  # noqa: E402
 from deepmcat.trainer import Trainer  # noqa: E402
 
 #: what each set is: (family, format)
-SETS = {"classic": ("classic", "dicom"), "torso": ("torso", "dicom"), "classic-nifti": ("classic", "nifti"),
-        "torso-nifti": ("torso", "nifti")}
+SETS = {"classic": ("classic", "dicom"), "torso": ("torso", "dicom"), "blob": ("blob", "dicom"),
+        "classic-nifti": ("classic", "nifti"), "torso-nifti": ("torso", "nifti")}
 
 
 def dataset(name: str, subjects: int, seed: int) -> Path:

@@ -141,26 +141,31 @@ def test_generated_nifti_says_the_same_examinations_and_acquisitions_as_dicom(tm
     assert structure(tmp_path / "bids")[0] == 2  # names say the subject; without sidecars flow is two series
 
 
-def test_the_torso_family_reads_alike_from_dicom_and_nifti_with_sidecars(tmp_path):
-    """The independent phantom family: both vendor structures (a series per short-axis slice, multi-frame
-    stacks), every unit labelled, and NIfTI with sidecars telling the same examinations and acquisitions."""
+@pytest.mark.parametrize("family", ["torso", "blob"])
+def test_phantom_families_read_alike_from_dicom_and_nifti_with_sidecars(tmp_path, family):
+    """The independent phantom families: every unit labelled, and NIfTI with sidecars telling the same
+    examinations and acquisitions as DICOM. torso: both vendor structures (a series per short-axis slice,
+    multi-frame stacks); blob: signed 16-bit phase pixels."""
     from deepmcat.generate import generate
     from deepmcat.labels import read_labels, unit_truth
 
-    found = {}
+    found, units_of = {}, {}
     for fmt in ("dicom", "nifti"):
         out = tmp_path / fmt
-        generate(out, subjects=2, seed=1, balanced=False, fmt=fmt, family="torso", progress=False, sidecars=True)
-        units = scan(out).units
+        generate(out, subjects=2, seed=1, balanced=False, fmt=fmt, family=family, progress=False, sidecars=True)
+        units = units_of[fmt] = scan(out).units
         truth = unit_truth(units, read_labels(out / "labels.csv"), out)
         assert truth is not None and len(set(truth)) >= 10
         found[fmt] = (len(units), len({u.acquisition for u in units}), len({u.study for u in units}),
                       sorted(truth))
     assert found["dicom"] == found["nifti"] and found["dicom"][2] == 2
-    multiframe = [u for u in scan(tmp_path / "dicom").units if "/mf" in u.unit_id]
-    per_slice_series = {u.series_uid for u in scan(tmp_path / "dicom").units if u.meta["series_description"]
-                        == "sBTFE_SA_slice"}
-    assert multiframe and len(per_slice_series) >= 7  # subject 1: vendor A, subject 2: vendor B
+    if family == "torso":
+        multiframe = [u for u in units_of["dicom"] if "/mf" in u.unit_id]
+        per_slice = {u.series_uid for u in units_of["dicom"] if u.meta["series_description"] == "sBTFE_SA_slice"}
+        assert multiframe and len(per_slice) >= 7  # subject 1: vendor A, subject 2: vendor B
+    else:
+        phase = [u for u in units_of["dicom"] if "VELOCITY" in u.meta["image_type"]]
+        assert phase and read_unit(phase[0], 8).array.min() < -1000  # signed pixels stay negative
 
 
 def test_a_stack_stored_as_a_series_per_slice_is_one_acquisition_for_training(tmp_path):

@@ -290,7 +290,7 @@ def _generate_parser(g: argparse.ArgumentParser) -> None:
     g.add_argument("--wrong-descriptions", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of series whose SeriesDescription names another category")
     g.add_argument("--family", choices=FAMILIES, default="classic",
-                   help="phantom family: the project's own (classic) or an independently written one (torso)")
+                   help="phantom family: the project's own (classic) or an independently written one (torso, blob)")
     g.add_argument("--sidecars", action="store_true",
                    help="with --format nifti: a dcm2niix-style JSON sidecar beside every file")
     _workers_argument(g)

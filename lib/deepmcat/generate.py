@@ -176,11 +176,11 @@ class SubjectJob:
 def write_subject(job: SubjectJob) -> list[tuple[str, str, str, int]]:
     """Write one subject's series; returns its ``labels.csv`` rows. Seeded by (seed, subject) alone, so the
     output does not depend on how many workers write it."""
-    if job.family == "torso":
-        from deepmcat.families.files import write_subject as write_torso_subject
+    if job.family != "classic":
+        from deepmcat.families.files import write_subject as write_family_subject
 
-        return write_torso_subject(job.out, job.subject, job.seed, job.balanced, job.fmt, job.wrong_descriptions,
-                                   job.sidecars)
+        return write_family_subject(job.family, job.out, job.subject, job.seed, job.balanced, job.fmt,
+                                    job.wrong_descriptions, job.sidecars)
     rng = np.random.default_rng([job.seed, job.subject, 7])
     series = subject_series(job.seed, job.subject, job.balanced)
     original = [spec.description for spec in series]

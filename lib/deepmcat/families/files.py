@@ -1,6 +1,6 @@
-"""Series of a phantom family with real plane geometry (:class:`deepmcat.families.torso.Series`) → DICOM
-files (one per frame, or multi-frame) or NIfTI files (with optional dcm2niix-style sidecars), plus the
-``labels.csv`` rows."""
+"""Series of a phantom family with plane geometry (:class:`deepmcat.families.torso.Series`, also used by
+the blob family) → DICOM files (one per frame, or multi-frame) or NIfTI files (with optional dcm2niix-style
+sidecars), plus the ``labels.csv`` rows."""
 
 from __future__ import annotations
 
@@ -18,7 +18,13 @@ MAX_STORED = 4095
 
 
 def stored(series: Series, images: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, float]:
-    """Integer pixels and (slope, intercept): phase as 0..4095 ↦ -4096..4094, magnitude scaled to 12 bits."""
+    """Integer pixels and (slope, intercept). 12-bit: phase as 0..4095 ↦ -4096..4094, magnitude up to 4095;
+    16-bit: phase as signed integers ±4096, magnitude up to about 30,000."""
+    if series.storage == "16bit":
+        if series.signed:
+            return np.round(np.clip(images, -1, 1) * 4096).astype(np.int16), 1.0, 0.0
+        peak = float(np.percentile(images, 99.9)) or 1.0
+        return np.round(np.clip(images / peak * rng.uniform(8000, 30000), 0, 65535)).astype(np.uint16), 1.0, 0.0
     if series.signed:
         return np.round((np.clip(images, -1, 1) + 1) * 2047.5).astype(np.uint16), 2.0, -4096.0
     peak = float(np.percentile(images, 99.9)) or 1.0
@@ -42,9 +48,9 @@ def write_dicom(series: Series, folder: Path, number: int, study_uid: str, serie
             path = folder / f"{instance:05d}.dcm"
             ds = mr_dataset(path, study_uid, series_uid)
             ds.FrameOfReferenceUID = frame_uid
-            ds.PatientName, ds.PatientID = f"Torso^{subject:04d}", f"TORSO-{subject:04d}"
+            ds.PatientName, ds.PatientID = f"Phantom^{subject:04d}", f"PHANTOM-{subject:04d}"
             ds.StudyDate = ds.SeriesDate = date
-            ds.Manufacturer = "DeepMCAT torso phantom"
+            ds.Manufacturer = "DeepMCAT phantom family"
             ds.SeriesNumber, ds.InstanceNumber = number, instance
             ds.SeriesDescription, ds.ImageType = series.description, series.image_type
             ds.ImageOrientationPatient = [round(float(v), 6) for v in (*plane.row, *plane.col)]
@@ -59,7 +65,9 @@ def write_dicom(series: Series, folder: Path, number: int, study_uid: str, serie
             if len(block) > 1:
                 ds.NumberOfFrames = len(block)
             ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+            bits = 12 if series.storage == "12bit" else 16
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
+            ds.PixelRepresentation = int(block.dtype == np.int16)
             ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
             ds.PixelData = block.tobytes()
             ds.save_as(path, write_like_original=False)
@@ -110,30 +118,34 @@ def write_nifti(series: Series, stem: Path, sidecar: dict | None) -> list[Path]:
     return paths
 
 
-def write_subject(out: Path, subject: int, seed: int, balanced: bool, fmt: str, wrong_descriptions: float,
-                  sidecars: bool) -> list[tuple[str, str, str, int]]:
-    """Write one torso-family subject; returns its ``labels.csv`` rows."""
-    from deepmcat.families.torso import DESCRIPTIONS, subject_series
+def write_subject(family: str, out: Path, subject: int, seed: int, balanced: bool, fmt: str,
+                  wrong_descriptions: float, sidecars: bool) -> list[tuple[str, str, str, int]]:
+    """Write one subject of the torso or blob family; returns its ``labels.csv`` rows. Torso NIfTI files
+    get BIDS-like names, blob ones a folder per subject."""
+    from deepmcat.families import blob, torso
     from deepmcat.generate import phantom_uid
 
     rng = np.random.default_rng([seed, subject, 4049])
-    series = subject_series(seed, subject, balanced)
-    study_uid = phantom_uid(seed, subject, "torso-study")
-    descriptions = sorted({d for names in DESCRIPTIONS.values() for d in names.values()})
+    series = {"torso": torso, "blob": blob}[family].subject_series(seed, subject, balanced)
+    study_uid = phantom_uid(seed, subject, f"{family}-study")
+    descriptions = sorted({s.description for s in series})
     rows = []
     for number, s in enumerate(series, start=1):
         description = s.description
         if wrong_descriptions and rng.random() < wrong_descriptions:
             description = str(rng.choice([d for d in descriptions if d != s.description]))
         written = Series(**{**s.__dict__, "description": description})
-        series_uid = phantom_uid(seed, subject, f"torso-series={s.group or number}")
+        series_uid = phantom_uid(seed, subject, f"{family}-series={s.group or number}")
         if fmt == "dicom":
             paths = write_dicom(written, out / f"sub-{subject:04d}" / f"s{number:02d}", number, study_uid,
                                 series_uid, subject, rng)
         else:
             side = {"Modality": "MR", "SeriesDescription": description, "ImageType": written.image_type,
                     "SeriesNumber": number, "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
-            paths = write_nifti(written, out / f"sub-{subject:04d}_s{number:02d}", side if sidecars else None)
+            stem = (out / f"sub-{subject:04d}_s{number:02d}" if family == "torso"
+                    else out / f"patient_{subject:04d}" / f"series_{number:02d}")
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            paths = write_nifti(written, stem, side if sidecars else None)
         rows.extend((str(p.relative_to(out)), s.category, description, int(description != s.description))
                     for p in paths)
     return rows

@@ -275,6 +275,8 @@ class Series:
     #: series written with one SeriesInstanceUID (vendor A's flow magnitude and phase)
     group: str | None = None
     multiframe: bool = False
+    #: "12bit" (magnitude up to 4095, phase rescaled from unsigned) or "16bit" (up to 30000, signed phase)
+    storage: str = "12bit"
 
 
 DESCRIPTIONS = {
