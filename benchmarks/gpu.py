@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from benchmarks.common import RESULTS, machine  # noqa: E402
 from deepmcat.clustering import faiss_gpus, kmeans  # noqa: E402
-from deepmcat.config import ClusterConfig, DeepMCATConfig, PreprocessConfig  # noqa: E402
+from deepmcat.config import ClusterConfig, DeepMCATConfig  # noqa: E402
 from deepmcat.data import load_collection, load_units  # noqa: E402
 from deepmcat.features import extract_features  # noqa: E402
 from deepmcat.generate import generate  # noqa: E402

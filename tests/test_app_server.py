@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -168,7 +169,7 @@ def test_strategies_pick_the_next_image(client, app_truth, tmp_path):
     assert conflict["id"] == other and "zz_other" in conflict["reason"]
 
 
-def test_retrain_uses_labels_and_republishes(client):
+def test_retrain_uses_labels_and_republishes(client, app_server):
     before = client.info()["models"]["deepmcat"]["deepmcat"]["trained_at"]
     time.sleep(1.1)  # trained_at has one-second resolution
     client.train_start("deepmcat", {"epochs": 1})
@@ -177,8 +178,12 @@ def test_retrain_uses_labels_and_republishes(client):
     info = client.info()
     stats = info["train_stats"]["deepmcat"]
     assert stats["labelled_images"] == 2
-    assert "cine_sax" in stats["cluster_names"].values() or "zz_other" in stats["cluster_names"].values()
     assert info["models"]["deepmcat"]["deepmcat"]["trained_at"] != before
+    # the published model says which clinicians' categories it was trained with, unit by unit
+    from deepmcat.modelfile import load_model
+
+    trained_with = load_model(Path(app_server.conf["model_dir"])).labels
+    assert set(trained_with) == {"cine_sax", "zz_other"} and trained_with["cine_sax"] > 1, trained_with
 
 
 def test_deepmcat_serve_serves_a_trained_model_folder(app_server, app_studies):
@@ -189,9 +194,12 @@ def test_deepmcat_serve_serves_a_trained_model_folder(app_server, app_studies):
                              "--port", str(port), "--conf", "clusters=4"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        first_line = ""
-        while not first_line.strip():
+        first_line, deadline = "", time.time() + 60
+        while not first_line.strip():  # a server that dies or stays silent fails the test, not hangs it
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.time()))
+            assert ready, "deepmcat serve printed nothing within 60 s"
             first_line = proc.stdout.readline()
+            assert first_line or proc.poll() is None, f"deepmcat serve exited with {proc.returncode}"
         assert f"http://127.0.0.1:{port}" in first_line
         deadline, info = time.time() + 120, None
         while time.time() < deadline and info is None:

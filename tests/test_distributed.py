@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from deepmcat import checkpoint
@@ -31,10 +32,14 @@ def data(tmp_path_factory):
 
 
 def quality(model_dir, data) -> dict:
+    """Scores of a model's clusters, and the 95th percentile of NMI with the same clusters shuffled."""
     model = Model(model_dir, device="cpu")
     collection = load_collection(data, PreprocessConfig(frames=4, size=32), progress=False)
     truth = unit_truth(collection.units, read_labels(data / "labels.csv"), data)
-    return evaluate(truth, [p.cluster for p in model.predict(collection.tensors)])
+    clusters = [p.cluster for p in model.predict(collection.tensors)]
+    rng = np.random.default_rng(0)
+    shuffled = [evaluate(truth, list(rng.permutation(clusters)))["nmi"] for _ in range(200)]
+    return dict(evaluate(truth, clusters), shuffled_nmi_p95=float(np.percentile(shuffled, 95)))
 
 
 def test_two_processes_train_on_disjoint_shards_like_one(data, tmp_path):
@@ -56,5 +61,6 @@ def test_two_processes_train_on_disjoint_shards_like_one(data, tmp_path):
     assert checkpoint.load(double / checkpoint.CHECKPOINT)["epoch"] == 8
 
     one, two = quality(single, data), quality(double, data)
+    assert one["nmi"] > one["shuffled_nmi_p95"] and two["nmi"] > two["shuffled_nmi_p95"], (one, two)
     assert abs(one["purity"] - two["purity"]) <= 0.15, (one, two)
     assert abs(one["nmi"] - two["nmi"]) <= 0.15, (one, two)

@@ -5,7 +5,6 @@ runs them on a GPU machine."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 

@@ -153,6 +153,27 @@ def test_acquisition_level_clustering_keeps_rare_acquisition_types():
     assert evaluate(truth, result.assignments)["worst_recall"] == 1.0
 
 
+def test_clinicians_labels_keep_categories_apart_that_the_features_put_together():
+    """Three blobs: unlabelled, k-means finds them. Two acquisitions of one blob labelled as different
+    categories then land in different clusters, and every labelled acquisition in its category's."""
+    from deepmcat.clustering import fit_clusters
+    from deepmcat.config import ClusterConfig
+
+    rng = np.random.default_rng(1)
+    centres = np.array([[5, 0, 0, 0], [0, 5, 0, 0], [0, 0, 5, 0]], float)
+    feats = np.concatenate([c + rng.normal(0, 0.3, (15, 4)) for c in centres]).astype(np.float32)
+    groups = np.arange(45)
+    cfg = ClusterConfig(pca_dim=4, nredo=3, whiten=False)
+    _, plain = fit_clusters(feats, 3, cfg, groups=groups)
+    assert all(len(set(plain.assignments[b * 15:(b + 1) * 15])) == 1 for b in range(3))
+    labels = [None] * 45
+    labels[0], labels[1], labels[7] = "cine_sax", "cine_sax", "tagging_sax"
+    labels[20] = "cine_4ch"
+    _, seeded = fit_clusters(feats, 3, cfg, groups=groups, labels=labels)
+    a = seeded.assignments
+    assert a[0] == a[1] != a[7] and a[20] not in (a[0], a[7])
+
+
 def test_study_negatives_ignore_other_studies_and_fall_back_to_the_batch():
     import torch
 

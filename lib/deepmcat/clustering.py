@@ -124,6 +124,26 @@ def seeded_centroids(x: np.ndarray, labels: Sequence[str | None], k: int, seed: 
     return np.ascontiguousarray(np.stack(centroids), dtype=np.float32)
 
 
+def constrained_kmeans(x: np.ndarray, init: np.ndarray, fixed: np.ndarray, niter: int) -> KMeansResult:
+    """Constrained k-means (Basu, Banerjee & Mooney 2002): Lloyd iterations from the seeded ``init`` in which
+    a labelled point stays in its category's cluster (``fixed``: that cluster's index, -1 for unlabelled
+    points). Clinicians' categories are then kept apart even where the features put them together; faiss has
+    no such constraint, and the points (acquisition means) are few."""
+    centroids = init.astype(np.float32).copy()
+    labelled = fixed >= 0
+    for _ in range(niter):
+        assign = squared_distances(x, centroids).argmin(axis=1)
+        assign[labelled] = fixed[labelled]
+        for c in range(len(centroids)):
+            members = x[assign == c]
+            if len(members):
+                centroids[c] = members.mean(axis=0)
+    assign = squared_distances(x, centroids).argmin(axis=1)
+    assign[labelled] = fixed[labelled]
+    objective = float(((x - centroids[assign]) ** 2).sum())
+    return KMeansResult(assign.astype(np.int64), centroids, objective, len(centroids) - len(np.unique(assign)))
+
+
 def group_labels(labels: Sequence[str | None], groups: np.ndarray) -> list[str | None]:
     """Each group's label: the most common label among its labelled units (None if it has none)."""
     votes: dict[int, Counter] = {}
@@ -143,7 +163,8 @@ def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0
     k-means is not pulled into splitting the dominant acquisition type (most of the units of an imbalanced
     archive) while it merges the rare ones. Returned assignments are per unit (its acquisition's cluster).
     ``labels`` (clinicians' categories per unit, None where unlabelled) seed the centroids: each labelled
-    category starts with a centroid of its own, so categories a clinician told apart are not merged.
+    category starts with a centroid of its own and keeps its labelled points (:func:`constrained_kmeans`), so
+    categories a clinician told apart are not merged.
     """
     use_groups = groups is not None and cfg.by_acquisition and k <= groups.max() + 1 < len(features)
     points = group_means(features, groups) if use_groups else features
@@ -154,7 +175,11 @@ def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0
     if labels is not None:
         point_labels = group_labels(labels, groups) if use_groups else list(labels)
         init = seeded_centroids(x, point_labels, k, seed)
-    result = kmeans(x, k, cfg, seed=seed, init=init)
+    if init is None:
+        result = kmeans(x, k, cfg, seed=seed)
+    else:
+        index = {c: i for i, c in enumerate(sorted({lab for lab in point_labels if lab})[:k])}
+        result = constrained_kmeans(x, init, np.array([index.get(lab, -1) for lab in point_labels]), cfg.niter)
     if use_groups:
         result.assignments = result.assignments[groups]
     return transform, result

@@ -72,6 +72,8 @@ class PublishedModel:
     distributed: dict = field(default_factory=dict)
     #: the device that trained it ("cpu", or "cuda:0 (NVIDIA H200)")
     trained_on: str = ""
+    #: clinicians' categories it was trained with: units per category
+    labels: dict = field(default_factory=dict)
     version: str = __version__
 
 
@@ -83,6 +85,7 @@ def save_model(folder: Path, model: PublishedModel) -> Path:
         "temperature": model.temperature, "history": model.history, "trained_at": model.trained_at,
         "n_units": model.n_units, "fingerprint": model.fingerprint, "unit_ids": model.unit_ids,
         "assignments": model.assignments, "distributed": model.distributed, "trained_on": model.trained_on,
+        "labels": model.labels,
     }, path)
     return path
 
@@ -97,6 +100,7 @@ def load_model(folder: Path) -> PublishedModel:
             centroids=np.asarray(s["centroids"], np.float32), temperature=float(s["temperature"]),
             trained_at=s["trained_at"], n_units=int(s["n_units"]), fingerprint=s["fingerprint"],
             unit_ids=list(s["unit_ids"]), assignments=np.asarray(s["assignments"]), history=s["history"],
-            distributed=s.get("distributed", {}), trained_on=s.get("trained_on", ""), version=s["version"])
+            distributed=s.get("distributed", {}), trained_on=s.get("trained_on", ""), labels=s.get("labels", {}),
+            version=s["version"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a complete DeepMCAT model ({type(exc).__name__}: {exc})") from exc

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -372,7 +373,8 @@ class Trainer:
             transform=transform, centroids=result.centroids, temperature=confidence_temperature(d2),
             trained_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), n_units=len(data.tensors),
             fingerprint=data.fingerprint, unit_ids=data.unit_ids, assignments=assignments, history=run.history,
-            distributed={"world": self.ranks.world, "units_by_rank": seen}, trained_on=device_name(self.device))
+            distributed={"world": self.ranks.world, "units_by_rank": seen}, trained_on=device_name(self.device),
+            labels=dict(Counter(c for c in data.categories or [] if c)))
         path = save_model(self.out_dir, published) if self.ranks.is_main else self.out_dir / checkpoint.MODEL
         self.ranks.barrier()
         return TrainResult(path, assignments, run.history)
