@@ -66,9 +66,12 @@ def random_labels(scores, item_truth, budget: int, rng: np.random.Generator) -> 
 
 
 def accuracy(scores, item_truth, labels, collection, truth, unit_clusters) -> dict:
+    """How many *unlabelled* acquisitions (and their units) get their right category from the cluster names
+    the labels give: what the labels did for the rest of the archive, not the labelled items themselves."""
     names = name_clusters({i: s["cluster"] for i, s in scores.items()}, labels).names
-    items = float(np.mean([names.get(s["cluster"]) == item_truth[i] for i, s in scores.items()]))
-    units = float(np.mean([names.get(c) == t for c, t in zip(unit_clusters, truth)]))
+    items = float(np.mean([names.get(s["cluster"]) == item_truth[i] for i, s in scores.items() if i not in labels]))
+    units = float(np.mean([names.get(c) == t for u, c, t in zip(collection.units, unit_clusters, truth)
+                           if u.acquisition not in labels]))
     return {"labels": len(labels), "named_clusters": len(names), "acquisition_accuracy": round(items, 4),
             "unit_accuracy": round(units, 4)}
 

@@ -167,6 +167,9 @@ def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0
     categories a clinician told apart are not merged.
     """
     use_groups = groups is not None and cfg.by_acquisition and k <= groups.max() + 1 < len(features)
+    if groups is not None and cfg.by_acquisition and not use_groups:
+        log.info("clustering %d units into %d clusters unit by unit: %d acquisitions %s", len(features), k,
+                 groups.max() + 1, "are fewer than the clusters" if k > groups.max() + 1 else "hold one unit each")
     points = group_means(features, groups) if use_groups else features
     whiten = cfg.whiten and len(points) >= cfg.whiten_min_points * min(cfg.pca_dim, points.shape[1])
     transform = FeatureTransform.fit(points, cfg.pca_dim, whiten)
