@@ -3,13 +3,16 @@ the scores of one clustering, and generated data sets cached by their generator 
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 from deepmcat.generate import generate
 from deepmcat.metrics import evaluate
 from deepmcat.provenance import machine
 
-__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "generated", "machine", "score"]
+__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "generated", "machine", "save", "score"]
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -29,3 +32,13 @@ def generated(subjects: int, balanced: bool, seed: int = 0) -> Path:
     if not (data / "labels.csv").is_file():
         generate(data, subjects, seed=seed, balanced=balanced, progress=False)
     return data
+
+
+def save(name: str, result: dict) -> Path:
+    """Write ``results/<name>.json`` (and a copy into ``$OUT`` when set, where a lent device collects it)."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=1))
+    if os.environ.get("OUT"):
+        shutil.copy(path, Path(os.environ["OUT"]) / path.name)
+    return path

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import sys
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.common import DATA, RESULTS, machine  # noqa: E402
+from benchmarks.common import DATA, machine, save  # noqa: E402
 from deepmcat.clustering import FeatureTransform, fit_clusters, group_means  # noqa: E402
 from deepmcat.config import DeepMCATConfig  # noqa: E402
 from deepmcat.data import Collection, load_collection  # noqa: E402
@@ -198,19 +197,12 @@ def main() -> None:
         results["epochs_override"] = {"warmup_epochs": args.epochs, "epochs": 1}
     tag = (f"families-{'-'.join(args.sets)}-{args.subjects}s-{device.type}-{results['date']}"
            + ("-quick" if args.epochs is not None else ""))
-    RESULTS.mkdir(exist_ok=True)
-
-    def save() -> None:
-        (RESULTS / f"{tag}.json").write_text(json.dumps(results, indent=1))
-        if os.environ.get("OUT"):
-            shutil.copy(RESULTS / f"{tag}.json", Path(os.environ["OUT"]) / f"{tag}.json")
-
     for name in args.sets:
         results["sets"][name] = {}
-        run_set(name, args, device, results["sets"][name], save)
+        run_set(name, args, device, results["sets"][name], lambda: save(tag, results))
     shutil.rmtree(args.work, ignore_errors=True)
     print("\n" + table(results))
-    print(f"written to {RESULTS / f'{tag}.json'}")
+    print(f"written to {save(tag, results)}")
 
 
 if __name__ == "__main__":

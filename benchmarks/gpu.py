@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import resource
 import shutil
 import sys
@@ -25,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.common import RESULTS, machine  # noqa: E402
+from benchmarks.common import machine, save  # noqa: E402
 from deepmcat.clustering import faiss_gpus, kmeans  # noqa: E402
 from deepmcat.config import ClusterConfig, DeepMCATConfig  # noqa: E402
 from deepmcat.data import load_collection, load_units  # noqa: E402
@@ -148,12 +147,8 @@ def main() -> None:
     report["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
     print("kmeans", report["kmeans_seconds"], "peak RSS", report["peak_rss_gb"], "GB", flush=True)
 
-    name = f"gpu-{report['date']}.json" if device.type == "cuda" else f"gpu-dryrun-cpu-{report['date']}.json"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / name).write_text(json.dumps(report, indent=1))
-    if os.environ.get("OUT"):
-        shutil.copy(RESULTS / name, Path(os.environ["OUT"]) / name)
-    print(f"written to {RESULTS / name}")
+    name = f"gpu-{report['date']}" if device.type == "cuda" else f"gpu-dryrun-cpu-{report['date']}"
+    print(f"written to {save(name, report)}")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 
-from benchmarks.common import RESULTS, machine  # noqa: E402
+from benchmarks.common import machine, save  # noqa: E402
 
 
 def mixture(n: int, dim: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -70,10 +69,7 @@ def main() -> None:
         print(f"| {r['n']:,} | {r['faiss_seconds']} | {r['sklearn_seconds']} | {r['sklearn_over_faiss']} | "
               f"{r['faiss_objective']:.4g} | {r['sklearn_objective']:.4g} |")
     result = {"date": dt.date.today().isoformat(), "machine": machine(), "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"kmeans-{result['date']}.json"
-    path.write_text(json.dumps(result, indent=1))
-    print(f"written to {path}")
+    print(f"written to {save('kmeans-' + result['date'], result)}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,20 @@ def mr_dataset(path: Path, study_uid: str, series_uid: str) -> FileDataset:
     return ds
 
 
+def phantom_image(path: Path, study_uid: str, series_uid: str, frame_uid: str, subject: int, date: str,
+                  number: int, instance: int, description: str, image_type: list[str]) -> FileDataset:
+    """:func:`mr_dataset` with what every phantom image carries: frame of reference, patient, dates, series
+    and instance numbers, description and image type (shared by every family's writer)."""
+    ds = mr_dataset(path, study_uid, series_uid)
+    ds.FrameOfReferenceUID = frame_uid
+    ds.PatientName, ds.PatientID = f"Phantom^{subject:04d}", f"PHANTOM-{subject:04d}"
+    ds.StudyDate = ds.SeriesDate = date
+    ds.Manufacturer = "DeepMCAT phantom"
+    ds.SeriesNumber, ds.InstanceNumber = number, instance
+    ds.SeriesDescription, ds.ImageType = description, image_type
+    return ds
+
+
 def write_dicom_series(spec: SeriesSpec, out_dir: Path, subject: int, number: int, study_uid: str,
                        series_uid: str, rng: np.random.Generator) -> list[Path]:
     """One file per frame and slice position, with real geometry, timing and UIDs."""
@@ -88,14 +102,8 @@ def write_dicom_series(spec: SeriesSpec, out_dir: Path, subject: int, number: in
         for f in range(n_frames):
             instance += 1
             path = out_dir / f"IM_{instance:05d}.dcm"
-            ds = mr_dataset(path, study_uid, series_uid)
-            ds.FrameOfReferenceUID = frame_uid
-            ds.PatientName, ds.PatientID = f"Phantom^{subject:04d}", f"PHANTOM-{subject:04d}"
-            ds.StudyDate = ds.SeriesDate = base_date
-            ds.Manufacturer = "DeepMCAT phantom"
-            ds.SeriesNumber, ds.InstanceNumber = number, instance
-            ds.SeriesDescription = spec.description
-            ds.ImageType = spec.image_type
+            ds = phantom_image(path, study_uid, series_uid, frame_uid, subject, base_date, number, instance,
+                               spec.description, spec.image_type)
             ds.Rows, ds.Columns = rows, cols
             ds.PixelSpacing = [round(spec.spacing[0], 4), round(spec.spacing[1], 4)]
             ds.SliceThickness = 8.0

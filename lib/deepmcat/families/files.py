@@ -34,10 +34,10 @@ def stored(series: Series, images: np.ndarray, rng: np.random.Generator) -> tupl
 
 def write_dicom(series: Series, folder: Path, number: int, study_uid: str, series_uid: str, subject: int,
                 rng: np.random.Generator) -> list[Path]:
-    from deepmcat.generate import mr_dataset
+    from deepmcat.generate import phantom_image
 
     folder.mkdir(parents=True, exist_ok=True)
-    frame_uid = generate_uid(entropy_srcs=[study_uid, "torso-frame-of-reference"])
+    frame_uid = generate_uid(entropy_srcs=[study_uid, "family-frame-of-reference"])
     date = (dt.date(2021, 3, 1) + dt.timedelta(days=subject)).strftime("%Y%m%d")
     paths, instance = [], 0
     for plane, images in zip(series.planes, series.images):
@@ -46,13 +46,8 @@ def write_dicom(series: Series, folder: Path, number: int, study_uid: str, serie
         for f, block in enumerate(frames):
             instance += 1
             path = folder / f"{instance:05d}.dcm"
-            ds = mr_dataset(path, study_uid, series_uid)
-            ds.FrameOfReferenceUID = frame_uid
-            ds.PatientName, ds.PatientID = f"Phantom^{subject:04d}", f"PHANTOM-{subject:04d}"
-            ds.StudyDate = ds.SeriesDate = date
-            ds.Manufacturer = "DeepMCAT phantom family"
-            ds.SeriesNumber, ds.InstanceNumber = number, instance
-            ds.SeriesDescription, ds.ImageType = series.description, series.image_type
+            ds = phantom_image(path, study_uid, series_uid, frame_uid, subject, date, number, instance,
+                               series.description, series.image_type)
             ds.ImageOrientationPatient = [round(float(v), 6) for v in (*plane.row, *plane.col)]
             ds.ImagePositionPatient = [round(float(v), 4) for v in plane.origin]
             ds.SliceLocation = round(float(plane.normal @ plane.centre), 4)
