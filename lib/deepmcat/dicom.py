@@ -76,7 +76,7 @@ def _read_header(path: str):
     return ds
 
 
-#: what grouping keeps of one file: (path, group key, (path, position, frame order, multi-frame), metadata)
+#: what grouping keeps of one file: (path, group key, (path, position, frame order, frame count), metadata)
 HeaderRecord = tuple[str, tuple, tuple[str, "float | None", tuple, int], dict]
 
 
@@ -101,7 +101,7 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
     """Group DICOM files into units (see module docstring); returns (units, skipped). Headers are read by
     ``workers`` processes (None or 0: one per core) when there are enough files to pay for starting them.
 
-    Only what grouping needs is kept of each header (position, frame order, whether it is multi-frame), and
+    Only what grouping needs is kept of each header (position, frame order, number of frames), and
     the metadata once per group, so memory stays small for archives of many thousands of files.
     """
     skipped: list[tuple[str, str]] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from deepmcat.families import FAMILIES
 from deepmcat.parallel import ordered_map
 from deepmcat.phantoms import SeriesSpec, subject_series
+from deepmcat.sidecars import write_sidecar
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 #: plane normals (patient LPS) the phantom planes are tilted around
@@ -120,13 +120,6 @@ def write_dicom_series(spec: SeriesSpec, out_dir: Path, subject: int, number: in
     return paths
 
 
-def write_sidecar(path: Path, spec: SeriesSpec, number: int, study_uid: str, series_uid: str) -> None:
-    """A dcm2niix-style JSON sidecar beside a NIfTI file (what :mod:`deepmcat.sidecars` reads)."""
-    side = {"Modality": "MR", "SeriesDescription": spec.description, "ImageType": list(spec.image_type),
-            "SeriesNumber": number, "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
-    path.with_name(path.name[: -len(".nii.gz")] + ".json").write_text(json.dumps(side, indent=1))
-
-
 def write_nifti_series(spec: SeriesSpec, path_stem: Path) -> list[Path]:
     """One flat file per series (``sub-<subject>_…``, a BIDS-like name that says the examination): 4-D
     (x, y, slices, time) for cine, 3-D (x, y, slices) otherwise."""
@@ -205,7 +198,8 @@ def write_subject(job: SubjectJob) -> list[tuple[str, str, str, int]]:
         else:
             paths = write_nifti_series(spec, job.out / f"sub-{job.subject:04d}_{number:02d}_{spec.category}")
             for path in paths if job.sidecars else []:
-                write_sidecar(path, spec, number, study_uid, series_uid)
+                write_sidecar(path, description=spec.description, image_type=spec.image_type, number=number,
+                              study_uid=study_uid, series_uid=series_uid)
         wrong = int(spec.description != original[number - 1])
         rows.extend((str(p.relative_to(job.out)), spec.category, spec.description, wrong) for p in paths)
     return rows

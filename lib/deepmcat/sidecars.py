@@ -45,6 +45,14 @@ def read_sidecar(path: str | os.PathLike) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def write_sidecar(volume: str | os.PathLike, *, description: str, image_type: list[str], number: int,
+                  study_uid: str, series_uid: str) -> None:
+    """Write the dcm2niix-style sidecar of a volume file (what :func:`read_sidecar` reads back)."""
+    fields = {"Modality": "MR", "SeriesDescription": description, "ImageType": list(image_type),
+              "SeriesNumber": number, "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+    sidecar_path(volume).write_text(json.dumps(fields, indent=1))
+
+
 def examination(path: str | os.PathLike, root: str | os.PathLike | None) -> str:
     """The examination a volume file belongs to by its name or folder ("" when neither says)."""
     match = _BIDS.match(Path(path).name)

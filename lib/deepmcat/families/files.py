@@ -5,13 +5,13 @@ sidecars), plus the ``labels.csv`` rows."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
 from pydicom.uid import generate_uid
 
 from deepmcat.families.torso import Plane, Series
+from deepmcat.sidecars import write_sidecar
 
 #: 12-bit magnitude storage
 MAX_STORED = 4095
@@ -84,7 +84,7 @@ def _parallel_groups(planes: list[Plane]) -> list[list[int]]:
     return groups
 
 
-def write_nifti(series: Series, stem: Path, sidecar: dict | None) -> list[Path]:
+def write_nifti(series: Series, stem: Path) -> list[Path]:
     """One file per grid (a stack is one 4-D file of x, y, slices, time); the affine holds the geometry."""
     import nibabel as nib
 
@@ -107,8 +107,6 @@ def write_nifti(series: Series, stem: Path, sidecar: dict | None) -> list[Path]:
         img.header.set_xyzt_units("mm", "msec")
         path = stem.with_name(stem.name + (f"_{g + 1}" if len(groups) > 1 else "") + ".nii.gz")
         nib.save(img, str(path))
-        if sidecar is not None:
-            path.with_name(path.name[: -len(".nii.gz")] + ".json").write_text(json.dumps(sidecar, indent=1))
         paths.append(path)
     return paths
 
@@ -135,12 +133,13 @@ def write_subject(family: str, out: Path, subject: int, seed: int, balanced: boo
             paths = write_dicom(written, out / f"sub-{subject:04d}" / f"s{number:02d}", number, study_uid,
                                 series_uid, subject, rng)
         else:
-            side = {"Modality": "MR", "SeriesDescription": description, "ImageType": written.image_type,
-                    "SeriesNumber": number, "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
             stem = (out / f"sub-{subject:04d}_s{number:02d}" if family == "torso"
                     else out / f"patient_{subject:04d}" / f"series_{number:02d}")
             stem.parent.mkdir(parents=True, exist_ok=True)
-            paths = write_nifti(written, stem, side if sidecars else None)
+            paths = write_nifti(written, stem)
+            for path in paths if sidecars else []:
+                write_sidecar(path, description=description, image_type=written.image_type, number=number,
+                              study_uid=study_uid, series_uid=series_uid)
         rows.extend((str(p.relative_to(out)), s.category, description, int(description != s.description))
                     for p in paths)
     return rows
