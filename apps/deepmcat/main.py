@@ -8,6 +8,7 @@ to review next. Settings: ``--conf key value`` (see lib/settings.py, AppSettings
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -80,8 +81,9 @@ class DeepMCATApp(MONAILabelApp):
         splits them by image type and slice position itself, so no NIfTI conversion.
 
         Mirrors ``MONAILabelApp._init_dicomweb_datastore`` of monailabel 0.8.5 with two arguments changed
-        (the search filter, ``convert_to_nifti=False``) and our datastore class; it takes no arguments for
-        them, and it downloads dcmqi tools this app does not need."""
+        (the search filter, ``convert_to_nifti=False``) and our datastore class, which keeps categories in
+        ``--conf labels_dir`` (one folder per PACS URL) instead of writing DICOM SEG into the PACS; it takes
+        no arguments for them, and it downloads dcmqi tools this app does not need."""
         if settings.MONAI_LABEL_DATASTORE.lower() in ("xnat", "dsa"):
             return super().init_remote_datastore()
         session = None
@@ -94,9 +96,13 @@ class DeepMCATApp(MONAILabelApp):
                                  wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
                                  stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX)
         cache = (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None
-        log.info("DICOMweb datastore %s, series filter %s", redact_url(self.studies), self.task.settings.dicomweb_filter())
-        return CategoryDICOMWebDatastore(client=client, search_filter=self.task.settings.dicomweb_filter(), cache_path=cache,
-                                 fetch_by_frame=settings.MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME, convert_to_nifti=False)
+        store = os.path.join(self.task.settings.labels_dir or os.path.join(self.app_dir, "labels"),
+                             hashlib.sha256(redact_url(self.studies).encode()).hexdigest()[:16])
+        log.info("DICOMweb datastore %s, series filter %s, categories kept in %s", redact_url(self.studies),
+                 self.task.settings.dicomweb_filter(), store)
+        return CategoryDICOMWebDatastore(client=client, search_filter=self.task.settings.dicomweb_filter(),
+                                         cache_path=cache, fetch_by_frame=settings.MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME,
+                                         convert_to_nifti=False, store_dir=store)
 
     def init_infers(self) -> dict[str, InferTask]:
         return self.task.infer()

@@ -18,7 +18,7 @@ from monailabel.interfaces.exception import MONAILabelException
 from deepmcat.inference import Model, classify_path, describe
 from deepmcat.io import ReadError, Unit
 from deepmcat.naming import Naming, name_clusters
-from lib.datastores import SCORE_KEY, label_file_category
+from lib.datastores import SCORE_KEY, CategoryDICOMWebDatastore, label_file_category
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,13 @@ def _score(model: Model, answer: dict) -> dict:
 
 
 def store_scores(datastore: Datastore, scores: dict[str, dict]) -> None:
+    if isinstance(datastore, CategoryDICOMWebDatastore):  # one write for all, not one per image
+        datastore.update_image_infos({image_id: {SCORE_KEY: score} for image_id, score in scores.items()})
+        return
     for image_id, score in scores.items():
         try:
             datastore.update_image_info(image_id, {SCORE_KEY: score})
-        except MONAILabelException as exc:  # a DICOMweb series has no local record to keep it in
+        except MONAILabelException as exc:  # removed from the datastore meanwhile
             log.debug("score of %s not stored: %s", image_id, exc.msg)
 
 

@@ -4,7 +4,8 @@ Image ids and label tags must match a plain pattern and resolve inside the studi
 local datastore joins them to its root, so ``/abs/path`` or ``../..`` would write anywhere); files reached
 through a symlink out of the folder are not served. A label must be for a known image and carry a category
 (params ``{"category": ...}`` or a JSON file ``{"category": ...}``). DICOMweb image ids must be series UIDs
-the PACS listed. A refusal is a 4xx answer, leaves the datastore as it was and deletes the upload.
+the PACS listed, and their categories are kept beside the server, not in the PACS. A refusal is a 4xx
+answer, leaves the datastore as it was and deletes the upload.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 from fastapi import HTTPException
 from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.datastore import DefaultLabelTag
+from monailabel.interfaces.exception import ImageNotFoundException
+
+from deepmcat.jsonstore import JsonStore
 
 from lib.uploads import discard
 
@@ -117,14 +122,104 @@ class CategoryLocalDatastore(LocalDatastore):
 
 
 class CategoryDICOMWebDatastore(DICOMWebDatastore):
+    """A DICOMweb PACS as datastore, read-only: MONAI Label would store a final label in the PACS as a DICOM
+    SEG, which a category is not. Categories and image scores are kept beside the server instead, in two
+    small JSON files keyed by SeriesInstanceUID (:class:`deepmcat.jsonstore.JsonStore`: atomic, shared with
+    the training subprocess); the PACS is only searched and retrieved from."""
+
+    def __init__(self, *args, store_dir: str | os.PathLike, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.labels = JsonStore(os.path.join(store_dir, "labels.json"))
+        self.infos = JsonStore(os.path.join(store_dir, "image-info.json"))
+
+    def listed(self, image_id: str) -> bool:
+        return isinstance(image_id, str) and len(image_id) <= 64 and bool(SERIES_UID.fullmatch(image_id)) \
+            and image_id in self.list_images()
+
     def get_image_uri(self, image_id: str) -> str:
         """The cached series folder of a series the PACS listed; anything else is not an image here."""
-        if not isinstance(image_id, str) or len(image_id) > 64 or not SERIES_UID.fullmatch(image_id) \
-                or image_id not in self.list_images():
-            return ""
-        return super().get_image_uri(image_id)
+        return super().get_image_uri(image_id) if self.listed(image_id) else ""
+
+    def get_image_info(self, image_id: str) -> dict:
+        if not self.listed(image_id):
+            return {}
+        return dict(self.infos.read().get(image_id, {}), SeriesInstanceUID=image_id)
+
+    def update_image_info(self, image_id: str, info: dict) -> None:
+        self.update_image_infos({image_id: info})
+
+    def update_image_infos(self, infos: dict[str, dict]) -> None:
+        """Several images' info in one write (scoring a whole archive would otherwise rewrite it per image)."""
+        unknown = [i for i in infos if not self.listed(i)]
+        if unknown:
+            raise ImageNotFoundException(f"series {unknown[0][:80]!r} is not listed by the PACS")
+        with self.infos.updating() as data:
+            for image_id, info in infos.items():
+                data.setdefault(image_id, {}).update(info)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict, label_id: str = ""):
-        discard(label_filename)
-        raise HTTPException(status_code=501, detail="categories cannot be saved into a DICOMweb PACS yet: "
-                                                    "label series served from a studies folder")
+        try:
+            checked_tag(label_tag)
+            if label_tag != DefaultLabelTag.FINAL.value:
+                raise HTTPException(status_code=400, detail="with a DICOMweb PACS only final category labels are kept")
+            if not self.listed(image_id):
+                raise HTTPException(status_code=404, detail=f"series {str(image_id)[:80]!r} is not listed by the PACS")
+            category = checked_category(label_filename, label_info)
+            with self.labels.updating() as data:
+                data[image_id] = {"category": category, "ts": int(time.time())}
+            return image_id
+        finally:
+            discard(label_filename)
+
+    def _categories(self) -> dict[str, dict]:
+        """Labels of the series the PACS still lists (a series deleted from it is no longer an image)."""
+        listed = set(self.list_images())
+        return {k: v for k, v in self.labels.read().items() if k in listed}
+
+    def get_labeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
+        return sorted(self._categories()) if label_tag in (None, DefaultLabelTag.FINAL.value) else []
+
+    def get_unlabeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
+        labelled = set(self.get_labeled_images(label_tag))
+        return [i for i in self.list_images() if i not in labelled]
+
+    def get_labels_by_image_id(self, image_id: str) -> dict[str, str]:
+        return {DefaultLabelTag.FINAL.value: image_id} if image_id in self._categories() else {}
+
+    def get_label_by_image_id(self, image_id: str, tag: str) -> str:
+        return self.get_labels_by_image_id(image_id).get(tag, "")
+
+    def get_label_info(self, label_id: str, label_tag: str) -> dict:
+        return dict(self._categories().get(label_id, {})) if label_tag == DefaultLabelTag.FINAL.value else {}
+
+    def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
+        return ""  # a category has no label file to download: GET /datastore/label/info holds it
+
+    def remove_label(self, label_id: str, label_tag: str) -> None:
+        with self.labels.updating() as data:
+            if label_tag != DefaultLabelTag.FINAL.value or data.pop(label_id, None) is None:
+                raise HTTPException(status_code=404, detail=f"no {str(label_tag)[:20]!r} label for series "
+                                                            f"{str(label_id)[:80]!r}")
+
+    def update_label_info(self, label_id: str, label_tag: str, info: dict) -> None:
+        raise HTTPException(status_code=403, detail="a category is changed by saving a new label")
+
+    def datalist(self, full_path: bool = True) -> list[dict]:
+        """The labelled series and their categories (MONAI Label's would download DICOM SEG series)."""
+        return [{"image": k, "category": v["category"]} for k, v in sorted(self._categories().items())]
+
+    def status(self) -> dict:
+        labelled = len(self._categories())
+        return {"total": len(self.list_images()), "completed": labelled,
+                "label_tags": {DefaultLabelTag.FINAL.value: labelled} if labelled else {}}
+
+    def json(self) -> dict:
+        """Every listed series with its info and category, shaped like the local datastore's answer."""
+        labels, infos = self._categories(), self.infos.read()
+        objects = {}
+        for image_id in self.list_images():
+            entry = {"image": {"info": dict(infos.get(image_id, {}), SeriesInstanceUID=image_id)}, "labels": {}}
+            if image_id in labels:
+                entry["labels"][DefaultLabelTag.FINAL.value] = {"info": labels[image_id]}
+            objects[image_id] = entry
+        return {"name": self.name(), "objects": objects}

@@ -34,6 +34,9 @@ class AppSettings:
     #: DICOMweb studies: the Modality of the series the datastore lists ("all" lists every series);
     #: MONAI Label's own default would list CT only
     modality: str = "MR"
+    #: DICOMweb studies: the folder keeping clinicians' categories and image scores (the PACS stays
+    #: read-only); default ``labels/`` in the app folder, one sub-folder per PACS URL
+    labels_dir: str = ""
     #: host names (comma-separated) clients may address the server by, besides loopback and the address it
     #: listens on: a name behind a reverse proxy. Requests naming other hosts are refused (DNS rebinding)
     allowed_hosts: str = ""
