@@ -10,19 +10,23 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
 import pydicom
+from pydicom.uid import generate_uid
 import pytest
 from monailabel.client.client import MONAILabelClient, MONAILabelClientException
 
 from deepmcat.cli import main
 from deepmcat.generate import generate
-from deepmcat.serve import free_port, start_server
+from deepmcat.inference import Model
+from deepmcat.serve import OrthancProcess, start_server
 from deepmcat.sources import FolderSource
 from tests.helpers import APP_CONF, wait_for_training
 
@@ -33,7 +37,6 @@ pytestmark = [
         "/usr/share/orthanc/plugins/libOrthancDicomWeb.so").is_file(),
         reason="Orthanc with its DICOMweb plugin is not installed (apt-get install -y orthanc orthanc-dicomweb)"),
 ]
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,29 +54,21 @@ def n_series(archive) -> int:
 
 @pytest.fixture(scope="module")
 def orthanc(archive):
-    port = free_port()
-    storage = archive.parent / "orthanc"
-    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_orthanc.sh"), str(port), str(storage)],
-                            stdout=open(archive.parent / "orthanc.log", "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = OrthancProcess(archive.parent / "orthanc")
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/system", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.25)
-        else:
-            raise RuntimeError((archive.parent / "orthanc.log").read_text())
-        for path in sorted(archive.rglob("*.dcm")):  # Orthanc's REST upload, one instance at a time
-            req = urllib.request.Request(f"{url}/instances", data=path.read_bytes(), method="POST",
-                                         headers={"Content-Type": "application/dicom"})
-            urllib.request.urlopen(req, timeout=30).read()
-        yield url
+        server.upload(sorted(archive.rglob("*.dcm")))
+        yield server.url
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(30)
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def pacs_model(orthanc, tmp_path_factory) -> Path:
+    """A model trained by ``deepmcat train`` straight from the PACS's DICOMweb URL."""
+    model = tmp_path_factory.mktemp("pacs-model") / "model"
+    assert main(["train", "--data", f"{orthanc}/dicom-web", "--out", str(model), "--clusters", "12",
+                 "--warmup-epochs", "15", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+    return model
 
 
 def series_truth(archive: Path) -> dict[str, dict]:
@@ -95,40 +90,110 @@ def test_orthanc_is_loopback_only_and_holds_the_archive(orthanc, archive, n_seri
     assert config["StorageDirectory"].startswith(str(archive.parent))
 
 
-def test_monailabel_trains_and_infers_over_dicomweb(orthanc, n_series, tmp_path):
-    server = start_server(f"{orthanc}/dicom-web", dict(APP_CONF, clusters=12, model_dir=tmp_path / "model"),
-                          log_path=tmp_path / "server.log", env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp_path / "cache")})
-    try:
-        client = MONAILabelClient(server.url)
-        info = client.info()
-        assert info["datastore"]["total"] == n_series  # MR series are listed (MONAI Label's default lists only CT)
-        client.train_start("deepmcat", {})
-        status = wait_for_training(client, timeout=600)
-        assert status["status"] == "DONE", status
-        stats = client.info()["train_stats"]["deepmcat"]
-        assert stats["images"] == n_series and stats["units"] > n_series
-        series_uid = json.loads(urllib.request.urlopen(f"{orthanc}/dicom-web/series?limit=1").read())[0]["0020000E"]["Value"][0]
-        _, answer = client.infer("deepmcat", series_uid, {})
+def series_categories(archive: Path) -> dict[str, str]:
+    """SeriesInstanceUID → the generator's category."""
+    out = {}
+    for folder, truth in series_truth(archive).items():
+        with open(next((archive / folder).glob("*.dcm")), "rb") as fh:
+            out[str(pydicom.dcmread(fh, stop_before_pixels=True).SeriesInstanceUID)] = truth["category"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def pacs_server(orthanc, tmp_path_factory):
+    """The app over the PACS (12 clusters), categories kept in ``labels/`` of a temporary folder."""
+    root = tmp_path_factory.mktemp("pacs-app")
+    conf = dict(APP_CONF, clusters=12, model_dir=root / "model", labels_dir=root / "labels")
+    server = start_server(f"{orthanc}/dicom-web", conf, log_path=root / "server.log",
+                          env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(root / "cache")})
+    server.root = root
+    yield server
+    server.stop()
+
+
+def save_category(client, image: str, category: str, folder: Path) -> dict:
+    label = folder / f"{image}.json"
+    label.write_text(json.dumps({"category": category}))
+    return client.save_label(image, str(label), tag="final", params={"category": category})
+
+
+def test_monailabel_trains_and_infers_over_dicomweb(orthanc, pacs_server, n_series):
+    client = MONAILabelClient(pacs_server.url)
+    info = client.info()
+    assert info["datastore"]["total"] == n_series  # MR series are listed (MONAI Label's default lists only CT)
+    client.train_start("deepmcat", {})
+    status = wait_for_training(client, timeout=600)
+    assert status["status"] == "DONE", status
+    stats = client.info()["train_stats"]["deepmcat"]
+    assert stats["images"] == n_series and stats["units"] > n_series
+    series_uid = json.loads(urllib.request.urlopen(f"{orthanc}/dicom-web/series?limit=1").read())[0]["0020000E"]["Value"][0]
+    _, answer = client.infer("deepmcat", series_uid, {})
+    answer = json.loads(answer) if isinstance(answer, (bytes, str)) else answer
+    assert 0 <= answer["cluster"] < 12 and 0.0 <= answer["confidence"] <= 1.0
+    # ids that are not series the PACS listed never reach the cache path or a download
+    cache = pacs_server.root / "cache"
+    before = sorted(p.name for p in cache.rglob("*"))
+    for bad in ("../../../home/x", "/etc", "1.2.3.4.5.6", series_uid + "/..", "1" * 70):
+        with pytest.raises(MONAILabelClientException, match="Status: 404"):
+            client.infer("deepmcat", bad, {})
+    assert sorted(p.name for p in cache.rglob("*")) == before
+
+
+def test_clinician_categories_over_dicomweb_name_clusters_beside_a_read_only_pacs(orthanc, pacs_server, archive,
+                                                                                 tmp_path):
+    """The active-learning loop over a PACS: the representative of an unnamed cluster is asked for, named,
+    and its cluster takes the name; the categories live in the app's store, the PACS gains nothing."""
+    client = MONAILabelClient(pacs_server.url)
+    truth = series_categories(archive)
+    series_before = json.loads(urllib.request.urlopen(f"{orthanc}/series").read())
+    labelled: dict[str, str] = {}
+    for _ in range(4):
+        pick = client.next_sample("cluster_representative", {})
+        assert pick["id"] in truth and pick["id"] not in labelled and "has no name yet" in pick["reason"]
+        answer = save_category(client, pick["id"], truth[pick["id"]], tmp_path)
+        labelled[pick["id"]] = truth[pick["id"]]
+        assert answer["category"] == truth[pick["id"]] and answer["cluster"] == pick["cluster"]
+        assert answer["cluster_name"] == truth[pick["id"]] and answer["conflict"] is False
+    status = client.info()["datastore"]  # GET /datastore/: which series are labelled
+    assert status["completed"] == len(labelled) and status["label_tags"] == {"final": len(labelled)}
+    objects = client.datastore()["objects"]  # GET /datastore/?output=all
+    assert {k for k, v in objects.items() if v["labels"]} == set(labelled)
+    assert all(objects[k]["labels"]["final"]["info"]["category"] == c for k, c in labelled.items())
+    names = client.info()["models"]["deepmcat"]["deepmcat"]["cluster_names"]
+    assert set(labelled.values()) <= set(names)
+
+    stored = json.loads(next((pacs_server.root / "labels").rglob("labels.json")).read_text())
+    assert {k: v["category"] for k, v in stored.items()} == labelled
+    assert json.loads(urllib.request.urlopen(f"{orthanc}/series").read()) == series_before  # no DICOM SEG added
+
+    # refused, and nothing kept: a series the PACS does not list, a label without a category, another tag
+    with pytest.raises(MONAILabelClientException, match="Status: 404"):
+        save_category(client, "1.2.3.4.5.6", "cine_sax", tmp_path)
+    unlabelled = next(uid for uid in truth if uid not in labelled)
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    with pytest.raises(MONAILabelClientException, match="Status: 400"):
+        client.save_label(unlabelled, str(empty), tag="final", params={})
+    with pytest.raises(MONAILabelClientException, match="Status: 400"):
+        client.save_label(unlabelled, str(empty), tag="original", params={"category": "x"})
+    assert client.info()["datastore"]["completed"] == len(labelled)
+
+    # retraining uses the categories: the published model records them, and the names stay
+    client.train_start("deepmcat", {"epochs": 1})
+    status = wait_for_training(client, timeout=600)
+    assert status["status"] == "DONE", status
+    info = client.info()
+    assert info["train_stats"]["deepmcat"]["labelled_images"] == len(labelled)
+    assert set(info["models"]["deepmcat"]["labels"]) == set(labelled.values())
+    for uid, category in labelled.items():  # seeded k-means kept the named categories apart
+        _, answer = client.infer("deepmcat", uid, {})
         answer = json.loads(answer) if isinstance(answer, (bytes, str)) else answer
-        assert 0 <= answer["cluster"] < 12 and 0.0 <= answer["confidence"] <= 1.0
-        assert client.next_sample("cluster_representative", {})["id"]
-        # ids that are not series the PACS listed never reach the cache path or a download
-        cache = tmp_path / "cache"
-        before = sorted(p.name for p in cache.rglob("*"))
-        for bad in ("../../../home/x", "/etc", "1.2.3.4.5.6", series_uid + "/..", "1" * 70):
-            with pytest.raises(MONAILabelClientException, match="Status: 404"):
-                client.infer("deepmcat", bad, {})
-        assert sorted(p.name for p in cache.rglob("*")) == before
-    finally:
-        server.stop()
+        assert answer["category"] == category, (uid, answer)
 
 
-def test_organize_the_pacs_flags_wrong_headers(orthanc, archive, n_series, tmp_path):
-    model = tmp_path / "model"
-    assert main(["train", "--data", f"{orthanc}/dicom-web", "--out", str(model), "--clusters", "12",
-                 "--warmup-epochs", "15", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+def test_organize_the_pacs_flags_wrong_headers(orthanc, pacs_model, archive, n_series, tmp_path):
     out = tmp_path / "out"
-    assert main(["organize", "--model", str(model), "--source", f"{orthanc}/dicom-web", "--out", str(out),
+    assert main(["organize", "--model", str(pacs_model), "--source", f"{orthanc}/dicom-web", "--out", str(out),
                  "--quiet"]) == 0
     rows = list(csv.DictReader(open(out / "series.csv")))
     assert len(rows) == n_series and len({r["series_uid"] for r in rows}) == n_series
@@ -158,3 +223,94 @@ def test_organize_the_pacs_flags_wrong_headers(orthanc, archive, n_series, tmp_p
     report = (out / "report.html").read_text()
     assert "Header disagrees with content" in report and "data:image/png;base64," in report
     assert "PatientName" not in report and "PatientID" not in report
+
+
+def start_watcher(model: Path, url: str, out: Path, log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "deepmcat.cli", "watch", "--model", str(model), "--orthanc", url,
+                             "--out", str(out), "--poll", "0.3", "--device", "cpu"], stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.time() + 120
+    while "watching" not in log.read_text():  # the model is loaded and the feed followed
+        assert proc.poll() is None and time.time() < deadline, log.read_text()
+        time.sleep(0.2)
+    return proc
+
+
+def stop_watcher(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+
+
+def wait_for_metadata(pacs: OrthancProcess, n: int, deadline: float) -> dict[str, dict]:
+    """Every series' metadata, once ``n`` of them carry a category or an error (AssertionError at ``deadline``)."""
+    while True:
+        meta = {s: pacs.get(f"/series/{s}/metadata?expand") for s in pacs.get("/series")}
+        if sum("DeepMCATCategory" in m or "DeepMCATError" in m for m in meta.values()) >= n:
+            return meta
+        assert time.time() < deadline, meta
+        time.sleep(0.5)
+
+
+def test_watch_categorises_each_new_series_once_across_restarts(pacs_model, tmp_path):
+    """20 series (and one unreadable) uploaded while ``deepmcat watch`` follows a fresh Orthanc; Orthanc and the
+    watcher are each restarted once midway (7 series done, 3 still arriving). Every series is categorised
+    exactly once, within 60 s of the last upload, and its category is readable from Orthanc's REST API."""
+    data = tmp_path / "new"
+    generate(data, subjects=2, seed=31, balanced=True, progress=False)
+    files_of = defaultdict(list)
+    for path in sorted(data.rglob("*.dcm")):
+        files_of[pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID].append(path)
+    uploads = list(files_of.values())[:20]
+    assert len(uploads) == 20
+    broken = tmp_path / "broken.dcm"  # a header Orthanc stores, pixels no reader can decode
+    ds = pydicom.dcmread(uploads[0][0])
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.PixelData = ds.PixelData[:100]
+    ds.save_as(broken)
+
+    pacs = OrthancProcess(tmp_path / "orthanc", stable_age=2)
+    out = tmp_path / "out"
+    logs = [tmp_path / "watch1.log", tmp_path / "watch2.log"]
+    watcher = start_watcher(pacs_model, pacs.url, out, logs[0])
+    try:
+        for files in uploads[:7]:
+            pacs.upload(files)
+        wait_for_metadata(pacs, 7, deadline=time.time() + 60)
+        for files in uploads[7:10]:  # not yet stable when ...
+            pacs.upload(files)
+        pacs.stop()  # ... Orthanc goes away while the watcher follows it
+        time.sleep(1)
+        pacs.start()
+        stop_watcher(watcher)  # then the watcher is restarted too
+        watcher = start_watcher(pacs_model, pacs.url, out, logs[1])
+        for files in uploads[10:]:
+            pacs.upload(files)
+        pacs.upload([broken])
+        last_upload = time.time()
+        series = pacs.get("/series")
+        assert len(series) == 21
+        meta = wait_for_metadata(pacs, 21, deadline=last_upload + 60)
+        stop_watcher(watcher)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+        pacs.stop()
+
+    categories = {s: m["DeepMCATCategory"] for s, m in meta.items() if "DeepMCATCategory" in m}
+    errors = {s: m["DeepMCATError"] for s, m in meta.items() if "DeepMCATError" in m}
+    assert len(categories) == 20 and len(errors) == 1
+    model_names = set(Model(pacs_model).category(c) for c in range(12))
+    assert set(categories.values()) <= model_names
+    # exactly once: one journal entry and one log line per series over both watcher runs
+    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    assert len(journal) == 21 and len({e["row"]["series_uid"] for e in journal}) == 21
+    lines = [line for log in logs for line in log.read_text().splitlines() if line.startswith("INFO: series ")]
+    assert sorted(line.split()[2].rstrip(":") for line in lines) == sorted(series)
+    rows = {r["location"].rsplit("/", 1)[1]: r for r in csv.DictReader(open(out / "series.csv"))}
+    assert set(rows) == set(series)
+    assert all(rows[s]["category"] == c for s, c in categories.items())
+    (bad,) = errors
+    assert rows[bad]["cluster"] == "" and rows[bad]["error"] == errors[bad] != ""
+    assert "PatientName" not in "".join(log.read_text() for log in logs)
+    state = json.loads((out / "watch-state.json").read_text())
+    assert state["pending"] == {} and state["last_seq"] > 0

@@ -313,7 +313,7 @@ def test_organize_resumes_from_a_torn_journal_once_per_folder_and_per_model(trai
     assert all(json.loads(line)["model"] for line in (out / JOURNAL).read_bytes().splitlines())
     # a second run on the same folder while one runs is refused
     with exclusive(out):
-        with pytest.raises(ValueError, match="another deepmcat organize is writing"):
+        with pytest.raises(ValueError, match="another deepmcat organize or watch is writing"):
             Organizer(model, source, out, progress=False).run()
     assert (out / LOCK).exists()
     # another model's rows are redone

@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -18,8 +19,9 @@ from deepmcat.config import DeepMCATConfig
 from deepmcat.families import FAMILIES
 from deepmcat.io import ReadError
 from deepmcat.labels import data_root, read_labels, series_truth, unit_truth
+from deepmcat.orthanc import OrthancError
 from deepmcat.predictions import LEVELS, PRED_COLUMNS, evaluate_files, format_scores, predict_rows
-from deepmcat.sources import local_copy
+from deepmcat.sources import local_copy, redact_url
 
 log = logging.getLogger("deepmcat")
 
@@ -188,6 +190,32 @@ def cmd_organize(args) -> None:
     print(f"organized {len(result.rows)} series ({result.processed} now, {result.done_before} from an earlier run; "
           f"{rate:.1f} series/s): {flagged} with a header that disagrees with their content, {failed} unreadable\n"
           f"  {Path(args.out) / 'series.csv'}\n  {report}")
+
+
+# ---------------------------------------------------------------------------------------------- watch
+
+
+def cmd_watch(args) -> None:
+    from deepmcat.inference import Model
+    from deepmcat.orthanc import Orthanc
+    from deepmcat.watch import WatchConfig, Watcher
+
+    model = Model(args.model, device=args.device)
+    stopping: list[int] = []
+
+    def request_stop(signum, frame) -> None:
+        if stopping:
+            raise KeyboardInterrupt
+        stopping.append(signum)
+        print("stopping after the current series (again to stop now)", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    config = WatchConfig(poll_seconds=args.poll, from_now=args.from_now)
+    watcher = Watcher(model, Orthanc(args.orthanc), args.out, config, show_phi=args.show_phi)
+    stats = watcher.run(stop=lambda: bool(stopping), once=args.once)
+    print(f"watched {redact_url(args.orthanc)}: {stats.categorised} series categorised, {stats.failed} unreadable, "
+          f"{stats.skipped} already done, {stats.outages} polls without an answer -> {Path(args.out) / 'series.csv'}")
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
@@ -370,6 +398,20 @@ def _organize_parser(o: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true")
 
 
+def _watch_parser(w: argparse.ArgumentParser) -> None:
+    w.add_argument("--model", required=True)
+    w.add_argument("--orthanc", required=True, help="Orthanc's REST URL, e.g. http://127.0.0.1:8042 "
+                                                    "(http://user:password@host:8042 with credentials)")
+    w.add_argument("--out", required=True, help="output folder: series.csv, report.html, watch-state.json")
+    w.add_argument("--poll", type=_positive(float), default=1.0, help="seconds between polls of the change feed")
+    w.add_argument("--from-now", dest="from_now", action="store_true",
+                   help="a new --out starts at Orthanc's next change (default: its first, so every stored series)")
+    w.add_argument("--once", action="store_true", help="stop when the feed has nothing more (e.g. from cron)")
+    w.add_argument("--show-phi", dest="show_phi", action="store_true",
+                   help="include patient name, ID and birth date in series.csv and the report")
+    w.add_argument("--device", default="auto")
+
+
 def _serve_parser(v: argparse.ArgumentParser) -> None:
     v.add_argument("--model", required=True, help="model folder (model.pt)")
     v.add_argument("--studies", required=True, help="studies folder (NIfTI/NRRD) or a DICOMweb URL")
@@ -386,6 +428,7 @@ SUBCOMMANDS = {
     "evaluate": ("purity, NMI, ARI, ACC of predictions against labels", _evaluate_parser),
     "demo": ("generate demo data if absent, train on it, predict and evaluate", _demo_parser),
     "organize": ("categorise every series of a folder or DICOMweb server, with a report", _organize_parser),
+    "watch": ("categorise each new series of an Orthanc PACS as it arrives, writing it back", _watch_parser),
     "serve": ("serve a trained model with MONAI Label (monailabel start_server)", _serve_parser),
 }
 
@@ -401,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"generate": cmd_generate, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
-            "demo": cmd_demo, "serve": cmd_serve, "organize": cmd_organize}
+            "demo": cmd_demo, "serve": cmd_serve, "organize": cmd_organize, "watch": cmd_watch}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("dicomweb_client").setLevel(logging.WARNING)  # a line per retrieved series
     try:
         COMMANDS[args.command](args)
-    except (CLIError, ValueError, FileNotFoundError, CheckpointError, ReadError) as exc:
+    except (CLIError, ValueError, FileNotFoundError, CheckpointError, ReadError, OrthancError) as exc:
         print(f"deepmcat {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,7 +22,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from deepmcat.checkpoint import atomic_write_bytes
 from deepmcat.data import load_units
 from deepmcat.inference import Model, series_vote
-from deepmcat.sources import PHI_FIELDS, SeriesRef
+from deepmcat.sources import PHI_FIELDS, SeriesRef, SourceUnavailable
 from deepmcat.tables import safe_cell, write_csv
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def exclusive(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValueError(f"another deepmcat organize is writing {out}: wait for it or use another --out") from None
+            raise ValueError(f"another deepmcat organize or watch is writing {out}: wait for it or use another --out") from None
         yield
 
 
@@ -140,32 +140,53 @@ class Organizer:
 
     def run(self) -> OrganizeResult:
         tic = time.time()
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / THUMBNAILS).mkdir(exist_ok=True)
+        self.prepare()
         with exclusive(self.out):
-            finished = read_journal(self.out, self.stamp)
-            if finished and set(next(iter(finished.values()))["row"]) != set(self.columns):
-                raise ValueError(f"{self.out / JOURNAL} was written with other columns (--show-phi differs): "
-                                 "use the same options to resume, or another --out")
+            finished = self.finished()
             refs = [r for r in self.source.series() if r.uid not in finished]
             if finished:
                 log.info("resuming: %d series already done, %d to go", len(finished), len(refs))
             with open(self.out / JOURNAL, "a") as journal:
                 for ref in tqdm(refs, desc="organizing series", unit="series", disable=not self.progress):
-                    row, embedding = self._one(ref)
-                    entry = {"model": self.stamp, "row": row,
-                             "embedding": None if embedding is None else [round(float(v), 5) for v in embedding]}
-                    journal.write(json.dumps(entry) + "\n")
-                    journal.flush()
-                    os.fsync(journal.fileno())
-                    finished[ref.uid] = entry
-            rows = [{k: str(v) for k, v in e["row"].items()} for e in finished.values()]  # as series.csv holds them
-            header_check(rows)
-            write_csv(rows, self.out / SERIES_CSV, self.columns)
-            embeddings = "".join(",".join([safe_cell(e["row"]["series_uid"]), *(f"{v:.5f}" for v in e["embedding"])])
-                                 + "\n" for e in finished.values() if e["embedding"] is not None)
-            atomic_write_bytes(self.out / EMBEDDINGS_CSV, embeddings.encode())
+                    finished[ref.uid] = self.record(journal, self.entry(ref))
+            rows = self.publish(finished)
         return OrganizeResult(rows, len(finished) - len(refs), len(refs), time.time() - tic)
+
+    def prepare(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / THUMBNAILS).mkdir(exist_ok=True)
+
+    def finished(self) -> dict[str, dict]:
+        """Series uid → journal entry of the series this model already categorised into ``out``."""
+        finished = read_journal(self.out, self.stamp)
+        if finished and set(next(iter(finished.values()))["row"]) != set(self.columns):
+            raise ValueError(f"{self.out / JOURNAL} was written with other columns (--show-phi differs): "
+                             "use the same options to resume, or another --out")
+        return finished
+
+    def entry(self, ref: SeriesRef) -> dict:
+        """The journal entry of one series: its row and mean embedding (None when it could not be read)."""
+        row, embedding = self._one(ref)
+        return {"model": self.stamp, "row": row,
+                "embedding": None if embedding is None else [round(float(v), 5) for v in embedding]}
+
+    @staticmethod
+    def record(journal: IO[str], entry: dict) -> dict:
+        """Append ``entry`` to the open journal, on disk before this returns."""
+        journal.write(json.dumps(entry) + "\n")
+        journal.flush()
+        os.fsync(journal.fileno())
+        return entry
+
+    def publish(self, finished: dict[str, dict]) -> list[dict]:
+        """Rewrite ``series.csv`` (header check over every row) and ``embeddings.csv`` from the entries."""
+        rows = [{k: str(v) for k, v in e["row"].items()} for e in finished.values()]  # as series.csv holds them
+        header_check(rows)
+        write_csv(rows, self.out / SERIES_CSV, self.columns)
+        embeddings = "".join(",".join([safe_cell(e["row"]["series_uid"]), *(f"{v:.5f}" for v in e["embedding"])])
+                             + "\n" for e in finished.values() if e["embedding"] is not None)
+        atomic_write_bytes(self.out / EMBEDDINGS_CSV, embeddings.encode())
+        return rows
 
     def _one(self, ref: SeriesRef) -> tuple[dict, np.ndarray | None]:
         row = {"series_uid": ref.uid, "location": ref.location, "modality": ref.modality,
@@ -185,6 +206,8 @@ class Organizer:
                 embedding = embedded.mean(axis=0)
                 self._thumbnail(ref.uid, collection.tensors)
                 self._place(ref, vote.category, [f for u in collection.units for f in u.files], folder)
+        except SourceUnavailable:
+            raise  # the server, not the series: try the series again later
         except Exception as exc:  # one bad series must not stop an archive's run
             message = self.source.redact(f"{type(exc).__name__}: {exc}")
             log.warning("series %s: %s", ref.uid, message)

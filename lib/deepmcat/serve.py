@@ -1,7 +1,8 @@
-"""Start the DeepMCAT MONAI Label app as a real ``monailabel start_server`` process.
+"""Start the DeepMCAT MONAI Label app as a real ``monailabel start_server`` process, and Debian's Orthanc as a
+local PACS (``scripts/start_orthanc.sh``).
 
-Used by ``deepmcat demo`` / ``deepmcat serve`` and by tests and benchmarks that drive the server. It only
-launches the process (MONAI Label is not imported here) and waits until ``/info/`` answers.
+Used by ``deepmcat demo`` / ``deepmcat serve`` and by tests and benchmarks that drive the servers. It only
+launches the processes (MONAI Label is not imported here) and waits until they answer.
 """
 
 from __future__ import annotations
@@ -101,3 +102,48 @@ def start_server(studies: str | Path, conf: dict | None = None, *, app_dir: str 
             time.sleep(0.5)
     server.stop()
     raise TimeoutError(f"monailabel start_server did not answer within {timeout:.0f}s:\n{server.log_tail()}")
+
+
+class OrthancProcess:
+    """Orthanc started by ``scripts/start_orthanc.sh`` on 127.0.0.1 (a free port), stoppable and restartable
+    on the same storage folder and port."""
+
+    def __init__(self, storage: str | Path, stable_age: int = 60, port: int | None = None):
+        self.storage, self.port = Path(storage), port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, ORTHANC_STABLE_AGE=str(stable_age))
+        self.log_path = self.storage.parent / f"{self.storage.name}.log"
+        self.script = Path(__file__).resolve().parents[2] / "scripts" / "start_orthanc.sh"
+        self.start()
+
+    def start(self, timeout: float = 40.0) -> None:
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(["bash", str(self.script), str(self.port), str(self.storage)], stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True, env=self.env)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                urllib.request.urlopen(f"{self.url}/system", timeout=2).read()
+                return
+            except OSError:
+                time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"Orthanc did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout)
+
+    def upload(self, paths) -> None:
+        """Store DICOM files through Orthanc's REST API, one instance at a time."""
+        for path in paths:
+            request = urllib.request.Request(f"{self.url}/instances", data=Path(path).read_bytes(), method="POST",
+                                             headers={"Content-Type": "application/dicom"})
+            urllib.request.urlopen(request, timeout=30).read()
+
+    def get(self, path: str):
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as answer:
+            return json.loads(answer.read())

@@ -25,6 +25,10 @@ from deepmcat.io import Unit, scan
 log = logging.getLogger(__name__)
 
 
+class SourceUnavailable(OSError):
+    """The server holding the series did not answer (down, restarting): nothing is wrong with the series."""
+
+
 def is_url(source: str | os.PathLike) -> bool:
     return str(source).startswith(("http://", "https://"))
 
