@@ -274,7 +274,8 @@ def test_uploads_above_the_size_limit_get_413(tmp_path):
 
 @integration
 def test_load_of_8_concurrent_clients(trained, app_server, app_studies, app_truth):
-    """240 requests from 8 clients (uploads and ids): no failure, bounded memory growth of the server."""
+    """96 requests from 8 clients (uploads and ids): no failure, bounded memory growth of the server (the
+    sustained load and its latency are measured by benchmarks/latency.py, not here)."""
     images = list(app_truth)[:12]
     pid = app_server.process.pid
 
@@ -291,12 +292,12 @@ def test_load_of_8_concurrent_clients(trained, app_server, app_studies, app_trut
     sequential = {one(i)[0]: one(i)[1:] for i in range(len(images))}  # each image's answer, asked alone
     rss_before = psutil.Process(pid).memory_info().rss
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(one, range(240)))
+        answers = list(pool.map(one, range(96)))
     growth_mb = (psutil.Process(pid).memory_info().rss - rss_before) / 2**20
-    assert len(answers) == 240
+    assert len(answers) == 96
     mixed_up = [(image, rest, sequential[image]) for image, *rest in answers if tuple(rest) != sequential[image]]
     assert not mixed_up, mixed_up[:3]  # every concurrent answer is the image's own, by upload or by id
-    assert growth_mb < 300, f"server memory grew by {growth_mb:.0f} MB over 240 requests"
+    assert growth_mb < 300, f"server memory grew by {growth_mb:.0f} MB over 96 requests"
 
 
 # ------------------------------------------------------------------------------------------ training
