@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment in .venv and install deepmcat with the
-# MONAI Label app and test extras. Idempotent: a second run only re-installs the project itself.
+# MONAI Label app, test and Slicer-harness extras. Idempotent: a second run only re-installs the project itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${DEEPMCAT_VENV:-.venv}
@@ -10,4 +10,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
 "$VENV/bin/python" -m pip install -q -e '.[app,test]'
+# the Slicer panel harness: its test is skipped, with this reason, where these cannot be installed
+"$VENV/bin/python" -m pip install -q -e '.[slicer]' \
+  || echo "warning: slicer-core / PyQt5 could not be installed: the Slicer panel test will be skipped" >&2
 "$VENV/bin/python" -c "import deepmcat, monailabel, faiss, itk, torch; print('deepmcat env ready: torch', torch.__version__, '| monailabel', monailabel.__version__)"

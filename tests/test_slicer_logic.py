@@ -1,13 +1,14 @@
-"""The 3D Slicer module's logic (``plugins/slicer/DeepMCAT/DeepMCATLib``) against a real server, outside Slicer.
-
-What needs Slicer itself (saving a volume node, loading a volume, the panel) is only compiled here; its
-self-test ``DeepMCATTest`` runs inside Slicer (see the README).
+"""The 3D Slicer module against a real server: its HTTP logic (``plugins/slicer/DeepMCAT/DeepMCATLib``) on its
+own, then the unmodified panel (``DeepMCAT.py``) in a real Qt window on Xvfb, clicked through by
+``tests/slicer_panel/drive_panel.py`` (what is real and what is imitated there: plugins/slicer/README.md).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import py_compile
+import shutil
 import subprocess
 import sys
 import time
@@ -95,3 +96,52 @@ def test_errors_carry_the_servers_message(client, tmp_path):
     with pytest.raises(DeepMCATError) as info:
         client.categorise_file(str(bad))
     assert info.value.status == 422
+
+
+# ------------------------------------------------------------------------ the real panel in a real Qt window
+
+
+def _panel_missing() -> str | None:
+    """Why the panel harness cannot run here, or None."""
+    import importlib.util
+
+    for module, package in (("PyQt5", "PyQt5"), ("slicer_core", "slicer-core")):
+        if importlib.util.find_spec(module) is None:
+            return f"{package} is not installed (pip install -e '.[slicer]')"
+    if shutil.which("xvfb-run") is None:
+        return "Xvfb is not installed (apt-get install xvfb and the Qt X11 libraries; .ci/run does)"
+    return None
+
+
+@pytest.mark.skipif(_panel_missing() is not None, reason=str(_panel_missing()))
+def test_the_real_panel_driven_by_clicks_against_the_server(client, app_server, app_studies, tmp_path):
+    """``DeepMCAT.py`` unmodified, in a real Qt window on Xvfb over slicer-core's MRML scene, clicked through
+    every step a clinician takes against the real server (tests/slicer_panel/drive_panel.py); coverage of
+    the module's lines is measured while it runs."""
+    out = tmp_path / "panel"
+    data = tmp_path / "coverage.json"
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, QT_QPA_PLATFORM="xcb", COVERAGE_FILE=str(tmp_path / ".coverage"), PYTHONPATH=str(root))
+    run = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", sys.executable, "-m", "coverage", "run",
+                          f"--include={MODULE_DIR / 'DeepMCAT.py'}", "-m", "tests.slicer_panel.drive_panel",
+                          "--server", app_server.url, "--studies", str(app_studies), "--out", str(out)],
+                         env=env, cwd=root, capture_output=True, text=True, timeout=500)
+    assert (out / "results.json").is_file(), run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    failed = [s for s in results["steps"] if not s["ok"]]
+    assert not failed and not results["exceptions"], (failed, results["exceptions"], run.stderr[-2000:])
+    assert len(results["steps"]) >= 25
+    assert [d["step"] for d in results["dialogs"]] == ["unreadable-volume", "unreachable-server"]
+    # what the panel submitted is in the server's datastore
+    submitted = results["submitted"]
+    stored = MONAILabelClient(app_server.url).datastore()["objects"][submitted["image"]]["labels"]["final"]["info"]
+    assert stored["category"] == submitted["category"]
+    subprocess.run([sys.executable, "-m", "coverage", "json", "-o", str(data)], env=env, cwd=root, check=True,
+                   capture_output=True)
+    covered = json.loads(data.read_text())["totals"]["percent_covered"]
+    assert covered >= 90, f"the harness ran {covered:.0f} % of DeepMCAT.py"
+    shots = sorted(out.glob("*.png"))
+    assert len(shots) >= 10 and all(p.stat().st_size > 5000 for p in shots)
+    if os.environ.get("DEEPMCAT_PANEL_SHOTS"):  # where a developer wants the screenshots kept
+        for shot in shots:
+            shutil.copy(shot, Path(os.environ["DEEPMCAT_PANEL_SHOTS"]) / shot.name)

@@ -26,7 +26,11 @@ CATEGORY_ATTRIBUTE = "DeepMCAT.Category"
 CONFIDENCE_ATTRIBUTE = "DeepMCAT.Confidence"
 CLUSTER_ATTRIBUTE = "DeepMCAT.Cluster"
 IMAGE_ID_ATTRIBUTE = "DeepMCAT.ImageId"
+#: what Slicer's DICOM module writes on a volume it loaded, and the tag its database answers the series by
+INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
+SERIES_UID_TAG = "0020,000E"
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+VOLUME_COLUMNS = ["volume", "category", "confidence", "cluster"]
 
 
 class DeepMCAT(ScriptedLoadableModule):
@@ -49,23 +53,37 @@ class DeepMCAT(ScriptedLoadableModule):
 class DeepMCATLogic(ScriptedLoadableModuleLogic):
     """Slicer-side steps around the plain client."""
 
-    def __init__(self, server_url=DEFAULT_SERVER):
+    def __init__(self, server_url=DEFAULT_SERVER, token=""):
         ScriptedLoadableModuleLogic.__init__(self)
-        self.client = DeepMCATClient(server_url)
+        self.client = DeepMCATClient(server_url, token=token)
 
-    def set_server(self, server_url):
-        self.client = DeepMCATClient(server_url)
+    def set_server(self, server_url, token=""):
+        """The token stays in this client object: it is never written to the scene or the settings."""
+        self.client = DeepMCATClient(server_url, token=token)
+
+    @staticmethod
+    def series_uid(volume_node):
+        """The SeriesInstanceUID of a volume loaded from Slicer's DICOM database, else None."""
+        instances = (volume_node.GetAttribute(INSTANCE_UIDS_ATTRIBUTE) or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        if not instances or database is None:
+            return None
+        return database.instanceValue(instances[0], SERIES_UID_TAG) or None
 
     def categorise_volume(self, volume_node, rename=False):
-        """Write the volume to a temporary NRRD, upload it, record the category on the node."""
-        folder = tempfile.mkdtemp(prefix="deepmcat-")
-        try:
-            path = os.path.join(folder, "volume.nrrd")
-            if not slicer.util.saveNode(volume_node, path):
-                raise DeepMCATError(f"could not write {volume_node.GetName()} to {path}")
-            answer = self.client.categorise_file(path)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        """Ask by SeriesInstanceUID when the server's datastore has the series (a PACS datastore does), else
+        write the volume to a temporary NRRD and upload it; record the category on the node."""
+        series = self.series_uid(volume_node)
+        answer = None
+        if series:
+            try:
+                answer = self.client.categorise_image(series)
+                volume_node.SetAttribute(IMAGE_ID_ATTRIBUTE, series)
+            except DeepMCATError as exc:
+                if exc.status != 404:
+                    raise
+        if answer is None:
+            answer = self._categorise_upload(volume_node)
         volume_node.SetAttribute(CATEGORY_ATTRIBUTE, answer.category)
         volume_node.SetAttribute(CONFIDENCE_ATTRIBUTE, f"{answer.confidence:.4f}")
         volume_node.SetAttribute(CLUSTER_ATTRIBUTE, str(answer.cluster))
@@ -73,13 +91,43 @@ class DeepMCATLogic(ScriptedLoadableModuleLogic):
             volume_node.SetName(f"{answer.category} - {volume_node.GetName()}")
         return answer
 
+    @staticmethod
+    def load_image(path):
+        """A volume; a 4-D image (a cine stack over time) loads as a sequence, and its proxy volume (the frame
+        the views show) is returned."""
+        try:
+            return slicer.util.loadVolume(path)
+        except RuntimeError:
+            sequence = slicer.util.loadSequence(path)
+        for browser in slicer.util.getNodesByClass("vtkMRMLSequenceBrowserNode"):
+            if browser.GetMasterSequenceNode() is sequence and browser.GetProxyNode(sequence) is not None:
+                return browser.GetProxyNode(sequence)
+        raise DeepMCATError(f"{os.path.basename(path)} loaded as a sequence without a volume to show")
+
+    def _categorise_upload(self, volume_node):
+        folder = tempfile.mkdtemp(prefix="deepmcat-")
+        try:
+            path = os.path.join(folder, "volume.nrrd")
+            if volume_node.GetImageData() is None:
+                raise DeepMCATError(f"{volume_node.GetName()} holds no image data to categorise")
+            if not slicer.util.saveNode(volume_node, path):
+                raise DeepMCATError(f"could not write {volume_node.GetName()} to {path}")
+            return self.client.categorise_file(path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @staticmethod
+    def volumes():
+        """Every scalar volume in the scene, in the order it was loaded."""
+        return [node for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if not node.GetHideFromEditors()]
+
     def load_next(self, strategy):
         """Load the next image the strategy suggests; returns (sample dict, volume node) or ({}, None)."""
         sample = self.client.next_sample(strategy)
         if not sample.get("id"):
             return {}, None
         path = self.client.download_image(sample["id"])
-        node = slicer.util.loadVolume(path)
+        node = self.load_image(path)
         node.SetAttribute(IMAGE_ID_ATTRIBUTE, sample["id"])
         node.SetName(sample["id"])
         return sample, node
@@ -106,6 +154,10 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
         self.server_edit = qt.QLineEdit(DEFAULT_SERVER)
         self.connect_button = qt.QPushButton("Connect")
         form.addRow("Server:", _row(self.server_edit, self.connect_button))
+        self.token_edit = qt.QLineEdit()
+        self.token_edit.echoMode = qt.QLineEdit.Password
+        self.token_edit.placeholderText = "only when the server requires sign-in (kept in memory, never saved)"
+        form.addRow("Token:", self.token_edit)
         self.model_label = qt.QLabel("not connected")
         self.model_label.wordWrap = True
         form.addRow("Model:", self.model_label)
@@ -126,7 +178,21 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
         form.addRow("Category:", self.result_label)
         self.topk_table = qt.QTableWidget(0, 2)
         self.topk_table.setHorizontalHeaderLabels(["category", "confidence"])
+        self.topk_table.setMaximumHeight(110)
+        self.topk_table.horizontalHeader().setSectionResizeMode(qt.QHeaderView.Stretch)
         form.addRow(self.topk_table)
+
+        self.volumes_table = qt.QTableWidget(0, len(VOLUME_COLUMNS))
+        self.volumes_table.setHorizontalHeaderLabels(VOLUME_COLUMNS)
+        self.volumes_table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
+        self.volumes_table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
+        self.volumes_table.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
+        self.volumes_table.horizontalHeader().setSectionResizeMode(0, qt.QHeaderView.Stretch)
+        form.addRow("Loaded volumes:", self.volumes_table)
+        self.categorise_all_button = qt.QPushButton("Categorise all")
+        self.progress = qt.QProgressBar()
+        self.progress.visible = False
+        form.addRow(_row(self.categorise_all_button, self.progress))
 
         self.strategy_combo = qt.QComboBox()
         self.next_button = qt.QPushButton("Next series to review")
@@ -153,9 +219,54 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
         self.next_button.connect("clicked(bool)", self.on_next)
         self.submit_button.connect("clicked(bool)", self.on_submit)
         self.train_button.connect("clicked(bool)", self.on_train)
+        self.categorise_all_button.connect("clicked(bool)", self.on_categorise_all)
+        self.volumes_table.connect("cellClicked(int,int)", self.on_volume_row)
+        self.volume_rows = []
+        self.scene_observers = [slicer.mrmlScene.AddObserver(event, self.on_scene_changed)
+                                for event in (slicer.mrmlScene.NodeAddedEvent, slicer.mrmlScene.NodeRemovedEvent)]
+        self.refresh_volumes()
 
     def cleanup(self):
         self.timer.stop()
+        for observer in self.scene_observers:
+            slicer.mrmlScene.RemoveObserver(observer)
+
+    def on_scene_changed(self, caller=None, event=None):
+        self.refresh_volumes()
+
+    def refresh_volumes(self):
+        """One row per loaded volume: its name and the category recorded on it (blank until categorised)."""
+        self.volume_rows = self.logic.volumes()
+        self.volumes_table.setRowCount(len(self.volume_rows))
+        for row, node in enumerate(self.volume_rows):
+            values = [node.GetName(), node.GetAttribute(CATEGORY_ATTRIBUTE) or "",
+                      node.GetAttribute(CONFIDENCE_ATTRIBUTE) or "", node.GetAttribute(CLUSTER_ATTRIBUTE) or ""]
+            for column, value in enumerate(values):
+                self.volumes_table.setItem(row, column, qt.QTableWidgetItem(value))
+
+    def on_volume_row(self, row, column=0):
+        """A click on a row selects that volume for the buttons below."""
+        if 0 <= row < len(self.volume_rows):
+            self.volume_selector.setCurrentNode(self.volume_rows[row])
+
+    def on_categorise_all(self):
+        """Categorise every loaded volume, one request each, with progress; a failure is shown and stops."""
+        volumes = self.logic.volumes()
+        if not volumes:
+            slicer.util.errorDisplay("Load a volume first.")
+            return
+        self.progress.setRange(0, len(volumes))
+        self.progress.value = 0
+        self.progress.visible = True
+        rename = self.rename_check.checked
+        for done, node in enumerate(volumes, 1):
+            if self._run(lambda: self.logic.categorise_volume(node, rename=rename)) is None:
+                break
+            self.progress.value = done
+            self.refresh_volumes()
+            slicer.app.processEvents()
+        self.progress.visible = False
+        self.refresh_volumes()
 
     def _run(self, action):
         """Run a request; show its error instead of raising into Qt."""
@@ -167,7 +278,7 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
             return None
 
     def on_connect(self):
-        self.logic.set_server(self.server_edit.text.strip() or DEFAULT_SERVER)
+        self.logic.set_server(self.server_edit.text.strip() or DEFAULT_SERVER, token=self.token_edit.text.strip())
 
         def connect():
             state = self.logic.client.model_state()
@@ -204,6 +315,7 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
             self.topk_table.setItem(row, 0, qt.QTableWidgetItem(item["category"]))
             self.topk_table.setItem(row, 1, qt.QTableWidgetItem(f"{item['confidence']:.1%}"))
         self.current_image_id = node.GetAttribute(IMAGE_ID_ATTRIBUTE)
+        self.refresh_volumes()
 
     def on_next(self):
         result = self._run(lambda: self.logic.load_next(self.strategy_combo.currentText))
@@ -217,6 +329,7 @@ class DeepMCATWidget(ScriptedLoadableModuleWidget):
         self.volume_selector.setCurrentNode(node)
         self.sample_label.text = f"{sample['id']}: {sample.get('reason', '')}"
         self.category_combo.setEditText(sample.get("category", ""))
+        self.refresh_volumes()
 
     def on_submit(self):
         node = self.volume_selector.currentNode()

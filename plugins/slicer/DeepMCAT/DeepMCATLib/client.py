@@ -51,14 +51,18 @@ class Category:
 
 
 class DeepMCATClient:
-    def __init__(self, server_url: str = "http://127.0.0.1:8000", timeout: float = 120.0):
+    def __init__(self, server_url: str = "http://127.0.0.1:8000", timeout: float = 120.0, token: str = ""):
         self.server_url = server_url.rstrip("/")
         self.timeout = timeout
+        self.token = token  # MONAI Label's bearer token when the server has authentication on; kept in memory only
 
     # ------------------------------------------------------------------------------------------ transport
 
     def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> bytes:
-        req = urllib.request.Request(self.server_url + path, data=body, method=method, headers=headers or {})
+        headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.server_url + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return resp.read()
