@@ -98,6 +98,37 @@ def test_errors_carry_the_servers_message(client, tmp_path):
     assert info.value.status == 422
 
 
+def test_the_client_sends_the_auth_token_it_is_given():
+    """A server with authentication on needs ``Authorization: Bearer <token>`` on every request."""
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            body = json.dumps({"models": {}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        DeepMCATClient(url, token="s3cret").info()
+        DeepMCATClient(url).info()
+    finally:
+        server.shutdown()
+    assert seen == ["Bearer s3cret", None]
+
+
 # ------------------------------------------------------------------------ the real panel in a real Qt window
 
 
@@ -130,7 +161,7 @@ def test_the_real_panel_driven_by_clicks_against_the_server(client, app_server, 
     results = json.loads((out / "results.json").read_text())
     failed = [s for s in results["steps"] if not s["ok"]]
     assert not failed and not results["exceptions"], (failed, results["exceptions"], run.stderr[-2000:])
-    assert len(results["steps"]) >= 25
+    assert len(results["steps"]) >= 28
     assert [d["step"] for d in results["dialogs"]] == ["unreadable-volume", "unreachable-server"]
     # what the panel submitted is in the server's datastore
     submitted = results["submitted"]

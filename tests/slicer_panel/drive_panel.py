@@ -25,6 +25,7 @@ import nibabel
 from tests.slicer_panel.slicer_shell import install
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "plugins" / "slicer" / "DeepMCAT"
+TOKEN = "harness-bearer-token-0123456789"
 
 
 class ImitatedDicomDatabase:
@@ -128,7 +129,7 @@ class Scenario:
         try:
             for step in (self.connect, self.categorise_current, self.categorise_all, self.review_each_strategy,
                          self.submit_category, self.retrain, self.unreadable_volume, self.unreachable_server,
-                         self.self_test):
+                         self.token_not_in_the_scene, self.self_test):
                 step()
         except Exception:  # a broken step is a failed check, and the remaining results are still written
             self.check("scenario ran to the end", False, traceback.format_exc())
@@ -141,7 +142,10 @@ class Scenario:
         self.shot("start")
         self.widget.server_edit.clear()
         self.qt.QTest.keyClicks(self.widget.server_edit, self.args.server)
+        self.qt.QTest.keyClicks(self.widget.token_edit, TOKEN)  # this server has no sign-in: it ignores the token
         self.click(self.widget.connect_button)
+        self.check("the token goes to the client, hidden in the panel",
+                   self.widget.logic.client.token == TOKEN and self.widget.token_edit.displayText != TOKEN)
         model = self.widget.model_label.text
         self.check("connect fills the model line", model.startswith("trained "), model)
         strategies = [self.widget.strategy_combo.itemText(i) for i in range(self.widget.strategy_combo.count)]
@@ -255,6 +259,13 @@ class Scenario:
         self.widget.server_edit.text = self.args.server
         self.click(self.widget.connect_button)
         self.shot("reconnected")
+
+    def token_not_in_the_scene(self) -> None:
+        scene = self.slicer.mrmlScene
+        scene.SetSaveToXMLString(1)
+        scene.Commit()
+        xml = scene.GetSceneXMLString()
+        self.check("the token is nowhere in the saved scene", len(xml) > 1000 and TOKEN not in xml, len(xml))
 
     def self_test(self) -> None:
         os.environ["DEEPMCAT_SERVER"] = self.args.server
