@@ -2,7 +2,8 @@
 
 Header disagreements first, then per cluster: representative thumbnails, size, mean confidence, the
 SeriesDescriptions found in it and the suggested name (the most common one), outliers; a confusion table
-against ground truth when labels are given; a 2-D map (PCA) of the series embeddings. Patient identifiers
+against ground truth when labels are given; a bar chart of cluster sizes and mean confidence beside a 2-D map
+(PCA) of the series embeddings. Patient identifiers
 appear only with ``show_phi``.
 """
 
@@ -25,6 +26,7 @@ body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collap
 td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;text-align:left}th{background:#f2f2f2}
 .cluster{border:1px solid #bbb;border-radius:6px;padding:.5em 1em;margin:1em 0}
 .thumbs img{width:96px;height:96px;margin:2px;image-rendering:pixelated}.warn{color:#b00}
+.charts img{vertical-align:top;margin:0 1em 1em 0;max-width:48%}
 """
 
 
@@ -43,11 +45,7 @@ def _embedding_map(out: Path, rows: list[dict]) -> str | None:
     uids = [u for u in vectors if u in cluster]
     if len(uids) < 3:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     x = np.stack([vectors[u] for u in uids])
     x = x - x.mean(axis=0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
@@ -61,11 +59,49 @@ def _embedding_map(out: Path, rows: list[dict]) -> str | None:
     ax.set_ylabel("PC 2")
     ax.set_title("series embeddings (PCA), coloured by cluster")
     ax.legend(fontsize=7, markerscale=1.5, ncol=2, title="cluster")
+    return _figure_data(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _figure_data(fig) -> str:
+    """The figure as PNG data for an <img> (the report opens offline), and closed."""
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
+    _pyplot().close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _cluster_bars(by_cluster: dict[str, list[dict]]) -> str | None:
+    """Series per cluster and their mean confidence, one bar each, largest cluster first (PNG data)."""
+    if not by_cluster:
+        return None
+    plt = _pyplot()
+    clusters = sorted(by_cluster, key=lambda c: -len(by_cluster[c]))
+    labels = [f"{c}: {by_cluster[c][0]['category']}"[:28] for c in clusters]
+    sizes = [len(by_cluster[c]) for c in clusters]
+    confidence = [float(np.mean([float(r["confidence"]) for r in by_cluster[c]])) for c in clusters]
+    height = 1.2 + 0.28 * len(clusters)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, height), dpi=90, sharey=True)
+    rows = np.arange(len(clusters))
+    left.barh(rows, sizes, color="#4c72b0")
+    left.set_yticks(rows, labels, fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel("series")
+    left.set_title("cluster size")
+    right.barh(rows, confidence, color="#dd8452")
+    right.set_xlim(0, 1)
+    right.set_xlabel("mean confidence")
+    right.set_title("how sure the model is")
+    return _figure_data(fig)
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -130,9 +166,12 @@ def write_report(out: str | Path, rows: list[dict], truth: dict[str, str] | None
         parts.append(_table(["category", *[f"c{c}" for c in clusters]],
                             [[cat, *[counts.get((cat, c), "") for c in clusters]] for cat in categories]))
 
-    image = _embedding_map(out, rows)
-    if image:
-        parts.append(f"<h2>Embedding map</h2><img src='{image}'>")
+    bars, image = _cluster_bars(by_cluster), _embedding_map(out, rows)
+    if bars or image:
+        parts.append("<h2>Clusters at a glance</h2><div class='charts'>"
+                     + "".join(f"<img alt='{alt}' src='{data}'>" for alt, data in
+                               (("cluster sizes and mean confidence", bars), ("embedding map", image)) if data)
+                     + "</div>")
     if failed:
         parts.append("<h2>Unreadable series</h2>")
         parts.append(_table(["location", "error"], [[r["location"], r["error"]] for r in failed]))
