@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import launch_app, make_app_studies, write_dicom
+from tests.helpers import APP_CONF, launch_app, make_app_studies, write_dicom
 
 @pytest.fixture
 def cine_folder(tmp_path: Path) -> Path:
@@ -61,6 +61,27 @@ def app_truth(app_studies) -> dict[str, str]:
 def app_server(app_studies):
     """A fresh server (no model yet) for each test module that asks for one."""
     server = launch_app(app_studies)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_app_studies(tmp_path_factory) -> Path:
+    return make_app_studies(tmp_path_factory.mktemp("shared-app"))
+
+
+@pytest.fixture(scope="session")
+def shared_app_server(shared_app_studies):
+    """One server, no model yet, for the modules that run in this order and leave no accepted label behind
+    before the last of them: test_hostile_client (which trains it), test_reliability, test_slicer_logic.
+    Two server starts and trainings fewer. Its temporary files go to ``tmp/`` beside the studies, where
+    test_hostile_client checks that no upload stays behind."""
+    from deepmcat.serve import start_server
+
+    root = shared_app_studies.parent
+    (root / "tmp").mkdir(exist_ok=True)
+    server = start_server(shared_app_studies, dict(APP_CONF, model_dir=root / "model"), log_path=root / "server.log",
+                          env={"TMPDIR": str(root / "tmp")})
     yield server
     server.stop()
 

@@ -23,7 +23,7 @@ import torch
 from monailabel.client.client import MONAILabelClient
 
 from deepmcat import checkpoint
-from tests.helpers import APP_CONF, make_app_studies, wait_for_training
+from tests.helpers import wait_for_training
 from tests.test_reliability import snapshot
 from tests.test_security import RunsACommand
 
@@ -31,17 +31,10 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
-def hostile_setup(tmp_path_factory):
-    """A server with its own temporary folder (to check that uploads do not stay behind), no model yet."""
-    from deepmcat.serve import start_server
-
-    root = tmp_path_factory.mktemp("hostile")
-    studies = make_app_studies(root)
-    (root / "tmp").mkdir()
-    server = start_server(studies, dict(APP_CONF, model_dir=root / "model"), log_path=root / "server.log",
-                          env={"TMPDIR": str(root / "tmp")})
-    yield root, studies, server
-    server.stop()
+def hostile_setup(shared_app_studies, shared_app_server):
+    """The shared server (conftest.shared_app_server): its own temporary folder (to check that uploads do not
+    stay behind), no model yet when this module starts."""
+    return shared_app_studies.parent, shared_app_studies, shared_app_server
 
 
 def private_tmp(root: Path) -> Path:

@@ -66,8 +66,8 @@ def orthanc(archive):
 def pacs_model(orthanc, tmp_path_factory) -> Path:
     """A model trained by ``deepmcat train`` straight from the PACS's DICOMweb URL."""
     model = tmp_path_factory.mktemp("pacs-model") / "model"
-    assert main(["train", "--data", f"{orthanc}/dicom-web", "--out", str(model), "--clusters", "12",
-                 "--warmup-epochs", "15", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+    assert main(["train", "--data", f"{orthanc}/dicom-web", "--out", str(model), "--clusters", "12", "--frames", "4",
+                 "--size", "32", "--warmup-epochs", "15", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
     return model
 
 

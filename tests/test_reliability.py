@@ -180,6 +180,17 @@ def test_cli_reports_every_bad_file_and_keeps_going(tmp_path, tiny_phantoms, cap
     assert np.isfinite(collection.tensors).all()
 
 
+@pytest.fixture(scope="module")
+def app_studies(shared_app_studies):
+    """The studies of the server this module shares (conftest.shared_app_server)."""
+    return shared_app_studies
+
+
+@pytest.fixture(scope="module")
+def app_server(shared_app_server):
+    return shared_app_server
+
+
 def _cfg():
     from deepmcat.config import PreprocessConfig
 
@@ -192,8 +203,9 @@ def _cfg():
 @pytest.fixture(scope="module")
 def trained(app_server):
     client = MONAILabelClient(app_server.url)
-    client.train_start("deepmcat", {})
-    assert wait_for_training(client)["status"] == "DONE"
+    if not client.info()["models"]["deepmcat"]["deepmcat"]["trained"]:
+        client.train_start("deepmcat", {})
+        assert wait_for_training(client)["status"] == "DONE"
     # MONAI Label scores every image after training (a subprocess writing image info): let it finish
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -28,6 +28,17 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
+def app_studies(shared_app_studies):
+    """The studies of the server this module shares (conftest.shared_app_server)."""
+    return shared_app_studies
+
+
+@pytest.fixture(scope="module")
+def app_server(shared_app_server):
+    return shared_app_server
+
+
+@pytest.fixture(scope="module")
 def client(app_server) -> DeepMCATClient:
     client = DeepMCATClient(app_server.url)
     if not client.model_state()["trained"]:

@@ -1,0 +1,155 @@
+"""Which score tells a series of a category the model never saw (issue 18, item 2, first step: measure the
+candidate scores before any is wired into inference).
+
+    python -m benchmarks.novelty [--sets classic torso] [--subjects 16] [--leave-out 3] [--warmup-epochs 20]
+
+For each phantom set and each of ``--leave-out`` categories in turn: the examinations are split 3 : 1, a
+model is trained (K = C - 1) on the first part without that category, and every unit of the held-out
+examinations is scored; the left-out category's units are the novel ones, the others known. The real
+non-cardiac package images (``python -m benchmarks.data`` extracts them) are scored as outsiders against the
+same known units. Scores (higher = more novel):
+
+- ``centroid_d2``: squared distance of the unit's embedding (PCA, L2) to its nearest centroid;
+- ``one_minus_conf``: 1 - softmax confidence of its cluster;
+- ``knn_d2``: mean squared distance to its 5 nearest training embeddings;
+- ``pca_norm``: |log| of the norm of its PCA (whitened) coordinates before L2 normalisation, against the
+  median of the training units' (what the L2 normalisation throws away);
+- ``pca_residual``: the share of its centred feature's energy outside the PCA subspace.
+
+Reports AUROC per score and the share of known units a training-quantile threshold (95th percentile of
+the training units' scores) would call unknown. Writes ``benchmarks/results/novelty-<sets>-<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import tempfile
+from collections import Counter
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from benchmarks.common import machine, save
+from benchmarks.families import dataset
+from benchmarks.run import package_images
+from deepmcat.clustering import squared_distances
+from deepmcat.config import DeepMCATConfig
+from deepmcat.data import Collection, load_collection
+from deepmcat.features import extract_features
+from deepmcat.inference import Model
+from deepmcat.labels import read_labels, unit_truth
+from deepmcat.trainer import Trainer
+
+SCORES = ("centroid_d2", "one_minus_conf", "knn_d2", "pca_norm", "pca_residual")
+
+
+def subset(collection: Collection, keep: np.ndarray) -> Collection:
+    return Collection([collection.units[i] for i in keep], collection.tensors[keep])
+
+
+class Scorer:
+    """Every candidate score of units under one trained model, calibrated on its training units."""
+
+    def __init__(self, model: Model, train: Collection):
+        self.model = model
+        feats = self.features(train)
+        self.mean = feats.mean(axis=0)
+        a = model.transform.matrix
+        self.basis = np.linalg.qr(a.T)[0]  # orthonormal basis of the PCA subspace (whitening folded in a)
+        self.train_embedded = model.embed(train.tensors, train.acquisitions)
+        self.norm_median = float(np.median(self.pca_norms(feats)))
+        self.train_scores = self.scores(train, feats)
+
+    def features(self, collection: Collection) -> np.ndarray:
+        return extract_features(self.model.net, collection.tensors, self.model.device, False)
+
+    def pca_norms(self, feats: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(feats @ self.model.transform.matrix.T + self.model.transform.bias, axis=1)
+
+    def scores(self, collection: Collection, feats: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        feats = self.features(collection) if feats is None else feats
+        embedded = self.model.embed(collection.tensors, collection.acquisitions)
+        d2 = squared_distances(embedded, self.model.centroids)
+        conf = self.model.probabilities(d2).max(axis=1)
+        knn = np.sort(squared_distances(embedded, self.train_embedded), axis=1)[:, :5].mean(axis=1)
+        centred = feats - self.mean
+        inside = centred @ self.basis @ self.basis.T
+        residual = np.linalg.norm(centred - inside, axis=1) / (np.linalg.norm(centred, axis=1) + 1e-8)
+        return {"centroid_d2": d2.min(axis=1), "one_minus_conf": 1 - conf, "knn_d2": knn,
+                "pca_norm": np.abs(np.log(self.pca_norms(feats) / self.norm_median + 1e-8)),
+                "pca_residual": residual}
+
+    def threshold(self, score: str, quantile: float = 0.95) -> float:
+        return float(np.quantile(self.train_scores[score], quantile))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sets", nargs="+", default=["classic", "torso"])
+    p.add_argument("--subjects", type=int, default=16)
+    p.add_argument("--data-seed", type=int, default=7)
+    p.add_argument("--leave-out", type=int, default=3)
+    p.add_argument("--warmup-epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    args = p.parse_args()
+
+    packages = package_images()
+    results = {"machine": machine(), "date": dt.date.today().isoformat(), "args": vars(args), "runs": [],
+               "packages": packages if isinstance(packages, str) else f"{len(packages[1])} images"}
+    for name in args.sets:
+        data = dataset(name, args.subjects, args.data_seed)
+        cfg = DeepMCATConfig().override(warmup_epochs=args.warmup_epochs, epochs=args.epochs, device=args.device)
+        collection = load_collection(data, cfg.preprocess, progress=False)
+        truth = np.asarray(unit_truth(collection.units, read_labels(data / "labels.csv"), data.resolve()))
+        studies = sorted({u.study for u in collection.units})
+        held_out = set(studies[::4])
+        test_mask = np.asarray([u.study in held_out for u in collection.units])
+        counts = Counter(truth[test_mask])
+        candidates = sorted(c for c in counts if counts[c] >= 2)
+        left_out = [candidates[i] for i in np.linspace(0, len(candidates) - 1, args.leave_out).round().astype(int)]
+        for category in left_out:
+            train_idx = np.flatnonzero(~test_mask & (truth != category))
+            test_idx = np.flatnonzero(test_mask)
+            run_cfg = cfg.override(clusters=len(set(truth[train_idx])))
+            with tempfile.TemporaryDirectory() as out:
+                Trainer(run_cfg, out, progress=False).fit_collection(subset(collection, train_idx))
+                scorer = Scorer(Model(out, device=args.device), subset(collection, train_idx))
+                test = scorer.scores(subset(collection, test_idx))
+                outsiders = None
+                if not isinstance(packages, str):
+                    extra = load_collection(packages[0], cfg.preprocess, progress=False)
+                    outsiders = scorer.scores(extra) if extra.units else None
+            novel = truth[test_idx] == category
+            run = {"set": name, "left_out": category, "train_units": len(train_idx), "known_test_units":
+                   int((~novel).sum()), "novel_test_units": int(novel.sum()), "scores": {}}
+            for score in SCORES:
+                known, new = test[score][~novel], test[score][novel]
+                cut = scorer.threshold(score)
+                entry = {"auroc_left_out": round(float(roc_auc_score(np.r_[np.zeros(len(known)), np.ones(len(new))],
+                                                                      np.r_[known, new])), 3),
+                         "false_unknown_known": round(float((known > cut).mean()), 3),
+                         "flagged_left_out": round(float((new > cut).mean()), 3)}
+                if outsiders is not None:
+                    out_s = outsiders[score]
+                    entry["auroc_packages"] = round(float(roc_auc_score(
+                        np.r_[np.zeros(len(known)), np.ones(len(out_s))], np.r_[known, out_s])), 3)
+                    entry["flagged_packages"] = round(float((out_s > cut).mean()), 3)
+                run["scores"][score] = entry
+            results["runs"].append(run)
+            print(name, category, {s: (v["auroc_left_out"], v.get("auroc_packages"), v["false_unknown_known"])
+                                   for s, v in run["scores"].items()}, flush=True)
+    summary = {}
+    for score in SCORES:
+        values = [r["scores"][score] for r in results["runs"]]
+        summary[score] = {k: round(float(np.mean([v[k] for v in values if k in v])), 3)
+                          for k in ("auroc_left_out", "auroc_packages", "false_unknown_known", "flagged_left_out")
+                          if any(k in v for v in values)}
+    results["summary"] = summary
+    print(summary)
+    print("saved", save(f"novelty-{'-'.join(args.sets)}-{dt.date.today().isoformat()}", results))
+
+
+if __name__ == "__main__":
+    main()
