@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from deepmcat.generate import mr_dataset
 
@@ -68,3 +69,18 @@ def wait_for_training(client, timeout: float = 300) -> dict:
             return status
         time.sleep(1)
     raise TimeoutError("training did not finish")
+
+
+def shared_app_fixtures():
+    """``app_studies`` and ``app_server`` fixtures bound to conftest's ``shared_app_server``, for a module that shares
+    it to assign: ``app_studies, app_server = shared_app_fixtures()`` (``app_truth`` follows)."""
+
+    @pytest.fixture(scope="module")
+    def app_studies(shared_app_studies):
+        return shared_app_studies
+
+    @pytest.fixture(scope="module")
+    def app_server(shared_app_server):
+        return shared_app_server
+
+    return app_studies, app_server

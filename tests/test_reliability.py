@@ -28,7 +28,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
 
 from deepmcat.cli import main
-from tests.helpers import wait_for_training, write_dicom
+from tests.helpers import shared_app_fixtures, wait_for_training, write_dicom
 
 pytestmark = pytest.mark.timeout(600)
 integration = pytest.mark.integration  # a real server or a killed process
@@ -180,15 +180,7 @@ def test_cli_reports_every_bad_file_and_keeps_going(tmp_path, tiny_phantoms, cap
     assert np.isfinite(collection.tensors).all()
 
 
-@pytest.fixture(scope="module")
-def app_studies(shared_app_studies):
-    """The studies of the server this module shares (conftest.shared_app_server)."""
-    return shared_app_studies
-
-
-@pytest.fixture(scope="module")
-def app_server(shared_app_server):
-    return shared_app_server
+app_studies, app_server = shared_app_fixtures()  # the server this module shares
 
 
 def _cfg():

@@ -22,20 +22,12 @@ MODULE_DIR = Path(__file__).resolve().parents[1] / "plugins" / "slicer" / "DeepM
 sys.path.insert(0, str(MODULE_DIR))
 
 from DeepMCATLib import DeepMCATClient, DeepMCATError  # noqa: E402
-from tests.helpers import wait_for_training  # noqa: E402
+from tests.helpers import shared_app_fixtures, wait_for_training  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
-def app_studies(shared_app_studies):
-    """The studies of the server this module shares (conftest.shared_app_server)."""
-    return shared_app_studies
-
-
-@pytest.fixture(scope="module")
-def app_server(shared_app_server):
-    return shared_app_server
+app_studies, app_server = shared_app_fixtures()  # the server this module shares
 
 
 @pytest.fixture(scope="module")
