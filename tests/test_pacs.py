@@ -314,3 +314,5 @@ def test_watch_categorises_each_new_series_once_across_restarts(pacs_model, tmp_
     assert "PatientName" not in "".join(log.read_text() for log in logs)
     state = json.loads((out / "watch-state.json").read_text())
     assert state["pending"] == {} and state["last_seq"] > 0
+    report = (out / "report.html").read_text()  # rewritten when the feed fell quiet
+    assert "21 series: 20 categorised" in report and "Clusters at a glance" in report

@@ -75,7 +75,7 @@ class Watcher:
             self._check_journal()
             finished = self.organizer.finished()
             state = self._start_state()
-            last_recheck, dirty, unpublished = 0.0, False, False
+            last_recheck, added, rows_unreported = 0.0, False, None
             with open(self.out / JOURNAL, "a") as journal:
                 while not stop():
                     try:
@@ -87,28 +87,26 @@ class Watcher:
                         for orthanc_id in ready:
                             if stop():
                                 break
-                            unpublished |= self._categorise(orthanc_id, finished, journal)
+                            added |= self._categorise(orthanc_id, finished, journal)
                             state["pending"].pop(orthanc_id, None)
                         else:
                             state["last_seq"] = int(feed["Last"])
-                        self._save_state(state)
+                        if feed["Changes"] or ready:
+                            self._save_state(state)
                     except SourceUnavailable as exc:
                         self.stats.outages += 1
                         log.warning("%s; retrying in %.0f s", exc, max(self.config.poll_seconds, 2.0))
                         time.sleep(max(self.config.poll_seconds, 2.0))
                         continue
-                    if unpublished:
-                        self.organizer.publish(finished)
-                        unpublished, dirty = False, True
-                    if feed["Done"]:
-                        if dirty and self.config.report:
-                            self._report(finished)
-                            dirty = False
+                    if added:
+                        rows_unreported, added = self.organizer.publish(finished), False
+                    if feed["Done"]:  # the feed fell quiet: the report catches up
+                        self._report(rows_unreported)
+                        rows_unreported = None
                         if once and not state["pending"]:
                             break
                         time.sleep(self.config.poll_seconds)
-            if dirty and self.config.report:
-                self._report(finished)
+            self._report(rows_unreported)
         return self.stats
 
     def _check_journal(self) -> None:
@@ -194,8 +192,9 @@ class Watcher:
         finished[ref.uid] = self.organizer.record(journal, entry)
         return True
 
-    def _report(self, finished: dict[str, dict]) -> None:
+    def _report(self, rows: list[dict] | None) -> None:
+        """Rewrite report.html from series.csv's rows, when there are new ones (None: nothing new)."""
         from deepmcat.report import write_report
 
-        rows = self.organizer.publish(finished)
-        write_report(self.out, rows, None, show_phi=self.show_phi)
+        if rows is not None and self.config.report:
+            write_report(self.out, rows, None, show_phi=self.show_phi)
