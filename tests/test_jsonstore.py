@@ -52,3 +52,17 @@ def test_a_damaged_file_is_named_not_overwritten(tmp_path, content):
         with JsonStore(path).updating() as data:
             data["x"] = 1
     assert path.read_bytes() == content
+
+
+def test_a_read_is_parsed_once_and_sees_every_update_made_elsewhere(tmp_path):
+    path = tmp_path / "labels.json"
+    reader, writer = JsonStore(path), JsonStore(path)
+    assert reader.read() == {}
+    with writer.updating() as data:
+        data["a"] = 1
+    first = reader.read()
+    assert first == {"a": 1} and reader.read() is first  # not parsed again while the file is the same
+    for value in range(2, 6):  # same size every time: the replaced file is what tells
+        with writer.updating() as data:
+            data["a"] = value
+        assert reader.read() == {"a": value}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -25,13 +26,24 @@ class JsonStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = self.path.with_name(f".{self.path.name}.lock")
+        self._cache: tuple[tuple[int, int, int], dict] | None = None
 
     def read(self) -> dict:
-        """The object (empty when the file does not exist yet)."""
+        """The object (empty when the file does not exist yet). Parsed again only when the file was replaced
+        since the last read (a datastore asks once per image), so treat it as read-only: change it through
+        :meth:`updating`."""
         try:
-            data = self.path.read_bytes()
+            st = os.stat(self.path)
         except FileNotFoundError:
             return {}
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # every update is a new file (rename): a new inode
+        if self._cache is not None and self._cache[0] == stamp:
+            return self._cache[1]
+        value = self._parse(self.path.read_bytes())
+        self._cache = (stamp, value)
+        return value
+
+    def _parse(self, data: bytes) -> dict:
         try:
             value = json.loads(data)
         except ValueError as exc:
@@ -47,6 +59,9 @@ class JsonStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._lock, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            data = self.read()
+            try:  # afresh, never the cached object: another process may just have replaced the file
+                data = self._parse(self.path.read_bytes())
+            except FileNotFoundError:
+                data = {}
             yield data
             atomic_write_bytes(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
