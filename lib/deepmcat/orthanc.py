@@ -109,7 +109,3 @@ class Orthanc:
             except OrthancError as exc:
                 raise OrthancError(f"{exc} — is {name} declared in Orthanc's \"UserMetadata\"? "
                                    "scripts/start_orthanc.sh declares it") from None
-
-    def metadata(self, orthanc_id: str) -> dict[str, str]:
-        answer = self._call("GET", f"/series/{orthanc_id}/metadata", params={"expand": ""})
-        return {} if answer is None else answer.json()
