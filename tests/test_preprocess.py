@@ -65,3 +65,37 @@ def test_nan_and_inf_pixels_are_neutralised():
 def test_constant_image_gives_zeros_not_nan():
     out = canonical(UnitPixels(np.full((2, 10, 10), 7.0, np.float32), (1.0, 1.0)), CFG)
     assert np.isfinite(out).all() and out.max() == 0.0
+
+
+def test_augmentation_settings_do_what_they_say():
+    """The random intensity curve keeps zero, sign and (when monotone) the order of intensities; a mirrored
+    view is the image flipped; a zoomed-out view keeps the whole image inside the window."""
+    import torch
+
+    from deepmcat.augment import augment, intensity_curve
+    from deepmcat.config import AugmentConfig
+
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=gen)
+
+    x = torch.linspace(-1, 1, 2 * 8 * 16 * 16).reshape(2, 8, 16, 16)
+    curved = intensity_curve(x, AugmentConfig(curve=1.0, curve_monotone=1.0), rand)
+    flat = curved.flatten(1)
+    assert torch.equal(torch.sign(curved), torch.sign(x)) and bool((curved.abs() <= 1 + 1e-6).all())
+    for row, src in zip(flat, x.flatten(1)):  # |x| increasing → |curve(x)| never decreasing
+        order = torch.argsort(src.abs())
+        assert bool((torch.diff(row.abs()[order]) >= -1e-6).all())
+    assert torch.equal(intensity_curve(x, AugmentConfig(curve=0.0), rand), x)
+    swapped = intensity_curve(x.abs(), AugmentConfig(curve=1.0, curve_monotone=0.0), rand)
+    assert not torch.allclose(swapped, x.abs())
+
+    img = torch.zeros(1, 1, 16, 16)
+    img[0, 0, 4:12, 2:5] = 1.0  # a bar on the left
+    still = dict(rotate_deg=0.0, crop_area=(1.0, 1.0), crop_aspect=(1.0, 1.0), gamma=(1.0, 1.0), bias=0.0,
+                 noise=0.0, roll_frames=0.0)
+    mirrored = augment(img, AugmentConfig(flip=1.0, **still), torch.Generator().manual_seed(0))
+    assert torch.allclose(mirrored, img.flip(-1), atol=1e-5)
+    zoomed = augment(img, AugmentConfig(**dict(still, crop_area=(4.0, 4.0))), torch.Generator().manual_seed(0))
+    assert 0 < float(zoomed.sum()) < float(img.sum()) and float(zoomed.amax()) > 0.2  # smaller, all still there

@@ -1,5 +1,5 @@
-"""Batched MR augmentation on the training device (rotated random resized crop, gamma, bias field, noise,
-cine phase).
+"""Batched MR augmentation on the training device (rotated, flipped random resized crop, random intensity
+curve, gamma, bias field, noise, cine phase).
 
 Written with torch's affine_grid/grid_sample so that a whole batch is warped in one call on the GPU (MONAI's
 per-sample Rand* transforms would run item by item in the data loader, the CPU bottleneck here).
@@ -8,23 +8,10 @@ per-sample Rand* transforms would run item by item in the data loader, the CPU b
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-
-@dataclass
-class AugmentConfig:
-    rotate_deg: float = 15.0
-    #: random resized crop (SimCLR): fraction of the field of view's area kept, and aspect-ratio range
-    crop_area: tuple[float, float] = (0.35, 1.0)
-    crop_aspect: tuple[float, float] = (0.75, 1.333)
-    gamma: tuple[float, float] = (0.7, 1.5)
-    bias: float = 0.3
-    noise: float = 0.03
-    #: probability of starting the cine at another cardiac phase (frames rolled)
-    roll_frames: float = 0.5
+from deepmcat.config import AugmentConfig
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig | None = None, generator: torch.Generator | None = None
@@ -37,13 +24,19 @@ def augment(x: torch.Tensor, cfg: AugmentConfig | None = None, generator: torch.
     def rand(*shape):
         return torch.rand(*shape, generator=generator, device="cpu").to(dev)
 
+    x = intensity_curve(x, cfg, rand)
+
     angle = (rand(b) * 2 - 1) * math.radians(cfg.rotate_deg)
     area = cfg.crop_area[0] + rand(b) * (cfg.crop_area[1] - cfg.crop_area[0])
     log_aspect = math.log(cfg.crop_aspect[0]) + rand(b) * math.log(cfg.crop_aspect[1] / cfg.crop_aspect[0])
-    sx = (area * torch.exp(log_aspect)).sqrt().clamp(max=1.0)
-    sy = (area / torch.exp(log_aspect)).sqrt().clamp(max=1.0)
-    shift = (rand(b, 2) * 2 - 1) * torch.stack([1 - sx, 1 - sy], 1)  # the crop stays inside the image
+    limit = max(1.0, cfg.crop_area[1]) ** 0.5
+    sx = (area * torch.exp(log_aspect)).sqrt().clamp(max=limit)
+    sy = (area / torch.exp(log_aspect)).sqrt().clamp(max=limit)
+    # a crop stays inside the image; a window larger than the image (area > 1: a wider field of view) keeps
+    # the whole image inside it
+    shift = (rand(b, 2) * 2 - 1) * torch.stack([1 - sx, 1 - sy], 1).abs()
     cos, sin = torch.cos(angle), torch.sin(angle)
+    sx = torch.where(rand(b) < cfg.flip, -sx, sx)  # a mirrored view: patient orientation differs between sites
     theta = torch.stack([torch.stack([cos * sx, -sin * sy, shift[:, 0]], 1),
                          torch.stack([sin * sx, cos * sy, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, (b, f, h, w), align_corners=False)
@@ -66,3 +59,27 @@ def augment(x: torch.Tensor, cfg: AugmentConfig | None = None, generator: torch.
         rolled = torch.gather(x, 1, idx[:, :, None, None].expand(-1, -1, h, w))
         x = torch.where(roll[:, None, None, None], rolled, x)
     return x
+
+
+def intensity_curve(x: torch.Tensor, cfg: AugmentConfig, rand) -> torch.Tensor:
+    """A random piecewise-linear intensity curve per image (on |x|, sign kept), applied with probability
+    ``cfg.curve``: tissue contrast differs between sequences, vendors and sites, so the network should rely
+    on shape and motion more than on which tissue is brighter. A share ``cfg.curve_monotone`` of the curves
+    keeps the order of intensities; the others may swap it."""
+    b = x.shape[0]
+    knots = cfg.curve_knots
+    if cfg.curve <= 0 or knots < 2:
+        return x
+    steps = rand(b, knots - 1) + 0.05
+    monotone = torch.cat([torch.zeros(b, 1, device=x.device), steps.cumsum(1)], 1)
+    monotone = monotone / monotone[:, -1:]
+    free = rand(b, knots)
+    free = (free - free.amin(1, keepdim=True)) / (free.amax(1, keepdim=True) - free.amin(1, keepdim=True) + 1e-6)
+    values = torch.where(rand(b, 1) < cfg.curve_monotone, monotone, free)
+    identity = torch.linspace(0, 1, knots, device=x.device).expand(b, -1)
+    values = torch.where(rand(b, 1) < cfg.curve, values, identity).to(x.dtype)
+    pos = x.abs().clamp(0, 1).reshape(b, -1) * (knots - 1)
+    low = pos.floor().long().clamp(max=knots - 2)
+    frac = pos - low
+    mapped = torch.gather(values, 1, low) * (1 - frac) + torch.gather(values, 1, low + 1) * frac
+    return torch.sign(x) * mapped.reshape(x.shape)  # zero (padding, no signal) stays zero

@@ -56,6 +56,28 @@ class ClusterConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """The two views of each unit in training (``deepmcat.augment``): what the features must not depend on."""
+
+    rotate_deg: float = 15.0
+    #: probability of a mirrored view
+    flip: float = 0.0
+    #: random resized crop (SimCLR): the window's area relative to the field of view (above 1: zoomed out,
+    #: zero-padded), and its aspect-ratio range
+    crop_area: tuple[float, float] = (0.35, 1.0)
+    crop_aspect: tuple[float, float] = (0.75, 1.333)
+    #: probability of a random intensity curve, its knots, and the share of curves that keep intensity order
+    curve: float = 0.0
+    curve_knots: int = 6
+    curve_monotone: float = 0.5
+    gamma: tuple[float, float] = (0.7, 1.5)
+    bias: float = 0.3
+    noise: float = 0.03
+    #: probability of starting the cine at another cardiac phase (frames rolled)
+    roll_frames: float = 0.5
+
+
+@dataclass
 class TrainConfig:
     """The DeepCluster alternation: epochs, optimisation, sampling, augmentation, hardware."""
 
@@ -92,6 +114,7 @@ class DeepMCATConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     #: the flat settings the command line and the app take, and the part of the config each belongs to
     FLAT: ClassVar[dict[str, str]] = {"frames": "preprocess", "size": "preprocess", "clusters": "cluster", "train_clusters": "cluster",
@@ -120,8 +143,8 @@ class DeepMCATConfig:
             sub_cls = f.default_factory  # type: ignore[misc]
             known = {g.name for g in fields(sub_cls)}
             values = {k: v for k, v in data.get(f.name, {}).items() if k in known}
-            for k in ("layers", "widths"):
-                if k in values:
-                    values[k] = tuple(values[k])
+            for k, v in values.items():
+                if isinstance(v, list):
+                    values[k] = tuple(v)
             parts[f.name] = sub_cls(**values)
         return cls(**parts)

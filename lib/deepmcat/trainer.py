@@ -306,7 +306,7 @@ class Trainer:
     def _views(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.cfg.train.augment:
             return x, x
-        return augment(x, generator=gen), augment(x, generator=gen)
+        return augment(x, self.cfg.augment, gen), augment(x, self.cfg.augment, gen)
 
     def _negative_studies(self, data: TrainingData, idx: np.ndarray) -> torch.Tensor | None:
         """The study of each unit in a batch when negatives come from the anchor's own study."""
