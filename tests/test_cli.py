@@ -57,7 +57,8 @@ def test_train_predict_evaluate_end_to_end(tiny_phantoms, tmp_path):
     with open(preds) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(list(tiny_phantoms.rglob("*.dcm")))  # one row per input file
-    assert {"path", "unit", "series_uid", "cluster", "category", "confidence"} <= set(rows[0])
+    assert {"path", "unit", "series_uid", "cluster", "category", "confidence", "novel"} <= set(rows[0])
+    assert all((r["category"] == "unknown") == (r["novel"] == "1") for r in rows)
     by_unit: dict[str, set] = {}
     for r in rows:
         assert not Path(r["path"]).is_absolute() and 0 <= float(r["confidence"]) <= 1

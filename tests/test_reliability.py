@@ -254,6 +254,17 @@ def test_server_refuses_bad_input_with_4xx_and_changes_nothing(trained, app_serv
 
 
 @integration
+def test_answers_say_whether_a_series_is_like_a_learned_category(trained, app_truth):
+    """Every answer carries ``novel``; "unknown" exactly when it is set, the nearest cluster kept in topk.
+    Of the series the model was trained on, at most the farthest few (its 99th percentile) are unknown."""
+    answers = [json.loads(trained.infer("deepmcat", image, {})[1]) for image in sorted(app_truth)]
+    assert all(isinstance(a["novel"], bool) for a in answers)
+    assert all((a["category"] == "unknown") == a["novel"] for a in answers)
+    assert all(a["topk"][0]["cluster"] == a["cluster"] and a["topk"][0]["category"] != "unknown" for a in answers)
+    assert sum(a["novel"] for a in answers) <= 2, [a["category"] for a in answers]
+
+
+@integration
 def test_uploads_above_the_size_limit_get_413(tmp_path):
     from deepmcat.serve import start_server
     from tests.helpers import APP_CONF, make_app_studies

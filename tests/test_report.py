@@ -34,10 +34,30 @@ def test_the_report_shows_cluster_sizes_and_confidence_beside_the_embedding_map(
     assert set(charts) == {"cluster sizes and mean confidence", "embedding map"}
     bars = Image.open(io.BytesIO(base64.b64decode(charts["cluster sizes and mean confidence"])))
     assert bars.size[0] > 400 and bars.size[1] > 100
-    assert "8 categorised in 2 clusters, 1 unreadable" in page.replace("series: ", "")
+    assert "8 categorised in 2 clusters, 0 unknown, 1 unreadable" in page.replace("series: ", "")
     assert page.index("cluster 0: cine_sax") < page.index("cluster 1: lge")  # largest cluster first
 
 
 def test_without_embeddings_the_bars_are_still_drawn(tmp_path):
     page = write_report(tmp_path, _rows()).read_text()
     assert "alt='cluster sizes and mean confidence'" in page and "alt='embedding map'" not in page
+
+
+def test_organize_answers_unknown_series_in_the_csv_and_their_own_report_section(trained_tiny_model, tiny_phantoms,
+                                                                                  tmp_path):
+    """At the 50th percentile about half the series are farther than the training units: those rows say
+    "unknown", keep their nearest cluster, are left out of the header check and are listed on their own."""
+    from deepmcat.inference import Model
+    from deepmcat.organize import Organizer
+    from deepmcat.sources import open_source
+
+    model = Model(trained_tiny_model, device="cpu", unknown_percentile=50)
+    rows = Organizer(model, open_source(tiny_phantoms), tmp_path, progress=False).run().rows
+    unknown = [r for r in rows if r["novel"] == "yes"]
+    assert 0 < len(unknown) < len(rows)
+    assert all(r["category"] == "unknown" and r["cluster"] != "" and r["header_agrees"] == "" for r in unknown)
+    assert all(r["category"] != "unknown" for r in rows if r["novel"] != "yes")
+    page = write_report(tmp_path, rows).read_text()
+    assert f"Unknown: {len(unknown)} series like no learned category" in page
+    assert f"{len(rows) - len(unknown)} categorised in" in page and f"{len(unknown)} unknown" in page
+    assert "cluster 0: unknown" not in page and ": unknown</h3>" not in page

@@ -60,6 +60,17 @@ def test_categorise_a_volume_as_slicer_sends_it(client, app_studies, app_truth, 
     assert client.categorise_image(image).cluster == answer.cluster
 
 
+def test_an_unknown_answer_says_so_and_names_the_nearest_cluster():
+    from DeepMCATLib.client import Category
+
+    answer = {"category": "unknown", "cluster": 2, "confidence": 0.8, "novel": True,
+              "topk": [{"cluster": 2, "category": "cine_sax", "confidence": 0.8}]}
+    assert Category.from_json(answer).summary() == "unknown: like no learned category (nearest: cine_sax)"
+    known = Category.from_json(dict(answer, category="cine_sax", novel=False))
+    assert not known.novel and known.summary() == "cine_sax (80%)"
+    assert not Category.from_json({k: v for k, v in answer.items() if k != "novel"}).novel  # an older server
+
+
 def test_next_sample_download_submit_and_see_it_in_the_datastore(client, app_server, tmp_path):
     sample = client.next_sample("cluster_representative")
     assert sample["id"] and "reason" in sample

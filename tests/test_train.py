@@ -8,7 +8,7 @@ import pytest
 from deepmcat import checkpoint
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import load_collection
-from deepmcat.inference import Model
+from deepmcat.inference import Model, series_vote
 from deepmcat.sampling import uniform_cluster_sample
 from deepmcat.trainer import Trainer
 
@@ -50,9 +50,37 @@ def test_train_publishes_a_model_that_predicts(collection, tmp_path):
     # assignment rule: without acquisitions every unit is its own acquisition)
     assert [p.cluster for p in preds] == list(result.assignments)
     model.save_names({0: "cine_sax"})
-    renamed = Model(tmp_path, device="cpu").predict(collection.tensors)
+    renamed = Model(tmp_path, device="cpu", unknown_percentile=0).predict(collection.tensors)
     assert [p.category for p in renamed] == ["cine_sax" if p.cluster == 0 else f"cluster_{p.cluster:02d}"
                                              for p in preds]
+
+
+def test_units_farther_than_the_training_units_are_answered_unknown(collection, tmp_path):
+    Trainer(tiny_config(), tmp_path, progress=False).fit(collection.tensors, [u.unit_id for u in collection.units])
+    model = Model(tmp_path, device="cpu")
+    table = model.published.distance_percentiles
+    assert len(table) == 101 and np.all(np.diff(table) >= 0)
+    assert model.unknown_threshold == pytest.approx(table[99]) and model.info["unknown_threshold"] == model.unknown_threshold
+    preds = model.predict(collection.tensors, k=2)
+    for p in preds:
+        assert p.novel == (p.distance > model.unknown_threshold)
+        assert p.category == ("unknown" if p.novel else model.category(p.cluster))
+        assert p.topk[0]["cluster"] == p.cluster and p.topk[0]["category"] == model.category(p.cluster)
+    assert sum(p.novel for p in preds) <= 1  # its own 24 training units: at most the farthest one
+    half = Model(tmp_path, device="cpu", unknown_percentile=50).predict(collection.tensors)
+    distances = np.array([p.distance for p in half])
+    assert [p.novel for p in half] == list(distances > np.percentile(distances, 50) + 1e-6)
+    assert 8 <= sum(p.novel for p in half) <= 16
+    assert not any(p.novel for p in Model(tmp_path, device="cpu", unknown_percentile=0).predict(collection.tensors))
+    with pytest.raises(ValueError, match="unknown_percentile"):
+        Model(tmp_path, device="cpu", unknown_percentile=101)
+
+    # a series is unknown when most of its units are; otherwise it keeps its cluster's name
+    known = [p for p in half if not p.novel and p.cluster == half[0].cluster] or [half[0]]
+    novel = [p for p in half if p.novel]
+    assert series_vote(novel[:2] + known[:1]).category == "unknown" and series_vote(novel[:2] + known[:1]).novel
+    mostly_known = series_vote(known[:1] * 2 + novel[:1])
+    assert not mostly_known.novel and mostly_known.category == model.category(known[0].cluster)
 
 
 class Interrupt(Exception):

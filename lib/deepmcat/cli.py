@@ -153,14 +153,16 @@ def cmd_predict(args) -> None:
     from deepmcat.inference import Model
     from deepmcat.tables import write_csv
 
-    model = Model(args.model, device=args.device)
+    model = Model(args.model, device=args.device, unknown_percentile=args.unknown_percentile)
     tic = time.time()
     collection = load_collection(args.data, model.config.preprocess, progress=not args.quiet,
                                  workers=args.workers)
     _report_skipped(collection.failed)
     rows = predict_rows(model, collection, data_root(args.data))
     write_csv(rows, args.out, PRED_COLUMNS)
-    print(f"predicted {len(collection.units)} units ({len(rows)} files) in {time.time() - tic:.1f}s -> {args.out}")
+    unknown = len({r["unit"] for r in rows if r["novel"]})
+    print(f"predicted {len(collection.units)} units ({len(rows)} files) in {time.time() - tic:.1f}s -> {args.out}"
+          + (f"; {unknown} units like no learned category (category unknown)" if unknown else ""))
 
 
 # ---------------------------------------------------------------------------------------------- organize
@@ -172,7 +174,7 @@ def cmd_organize(args) -> None:
     from deepmcat.report import write_report
     from deepmcat.sources import is_url, open_source
 
-    model = Model(args.model, device=args.device)
+    model = Model(args.model, device=args.device, unknown_percentile=args.unknown_percentile)
     if not is_url(args.source) and not Path(args.source).exists():
         raise CLIError(f"source not found: {args.source}")
     source = open_source(args.source)
@@ -186,9 +188,11 @@ def cmd_organize(args) -> None:
     report = write_report(args.out, result.rows, truth, show_phi=args.show_phi)
     flagged = sum(r["header_agrees"] == "no" for r in result.rows)
     failed = sum(r["cluster"] == "" for r in result.rows)
+    unknown = sum(r["novel"] == "yes" for r in result.rows)
     rate = result.processed / result.seconds if result.seconds else 0.0
     print(f"organized {len(result.rows)} series ({result.processed} now, {result.done_before} from an earlier run; "
-          f"{rate:.1f} series/s): {flagged} with a header that disagrees with their content, {failed} unreadable\n"
+          f"{rate:.1f} series/s): {flagged} with a header that disagrees with their content, {unknown} unknown, "
+          f"{failed} unreadable\n"
           f"  {Path(args.out) / 'series.csv'}\n  {report}")
 
 
@@ -200,7 +204,7 @@ def cmd_watch(args) -> None:
     from deepmcat.orthanc import Orthanc
     from deepmcat.watch import WatchConfig, Watcher
 
-    model = Model(args.model, device=args.device)
+    model = Model(args.model, device=args.device, unknown_percentile=args.unknown_percentile)
     stopping: list[int] = []
 
     def request_stop(signum, frame) -> None:
@@ -348,11 +352,18 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument("--quiet", action="store_true")
 
 
+def _unknown_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--unknown-percentile", dest="unknown_percentile", type=float,
+                   help="a series farther from every cluster than this percentile of the training series' distances "
+                        "is answered 'unknown' (default: the model's, 99; 0 switches it off)")
+
+
 def _predict_parser(r: argparse.ArgumentParser) -> None:
     r.add_argument("--model", required=True)
     r.add_argument("--data", required=True)
     r.add_argument("--out", required=True, help="predictions CSV")
     r.add_argument("--device", default="auto")
+    _unknown_argument(r)
     _workers_argument(r)
     r.add_argument("--quiet", action="store_true")
 
@@ -395,6 +406,7 @@ def _organize_parser(o: argparse.ArgumentParser) -> None:
     o.add_argument("--show-phi", dest="show_phi", action="store_true",
                    help="include patient name, ID and birth date in series.csv and the report")
     o.add_argument("--device", default="auto")
+    _unknown_argument(o)
     o.add_argument("--quiet", action="store_true")
 
 
@@ -410,6 +422,7 @@ def _watch_parser(w: argparse.ArgumentParser) -> None:
     w.add_argument("--show-phi", dest="show_phi", action="store_true",
                    help="include patient name, ID and birth date in series.csv and the report")
     w.add_argument("--device", default="auto")
+    _unknown_argument(w)
 
 
 def _serve_parser(v: argparse.ArgumentParser) -> None:

@@ -49,6 +49,9 @@ class ClusterConfig:
     #: when a unit is assigned, its embedding is mixed with its acquisition's with this weight: the slices
     #: of one stack decide together, while a unit unlike the rest of its series can still go elsewhere
     acquisition_weight: float = 0.5
+    #: a unit farther from its nearest centroid than this percentile of the training units' distances is
+    #: answered "unknown" (a series when most of its units are); 0 switches the flag off
+    unknown_percentile: float = 99.0
 
     def n_train_clusters(self, n_samples: int) -> int:
         k = self.train_clusters or 4 * self.clusters

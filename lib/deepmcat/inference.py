@@ -50,12 +50,18 @@ class Prediction:
     topk: list[dict]
     #: squared distance to the cluster's centroid (how typical of its cluster the unit is)
     distance: float = 0.0
+    #: farther from every centroid than the model's "unknown" threshold: ``category`` is "unknown", the
+    #: nearest cluster stays in ``cluster`` and ``topk``
+    novel: bool = False
+
+
+UNKNOWN = "unknown"
 
 
 class Model:
     """A published DeepMCAT model (``model.pt`` in a model folder) with its human cluster names."""
 
-    def __init__(self, model_dir: str | Path, device: str = "auto"):
+    def __init__(self, model_dir: str | Path, device: str = "auto", unknown_percentile: float | None = None):
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
             raise checkpoint.CheckpointError(f"no model folder at {self.model_dir}")
@@ -73,13 +79,26 @@ class Model:
         self.transform = self.published.transform
         self.centroids = self.published.centroids
         self.temperature = self.published.temperature
+        self.unknown_threshold = self._unknown_threshold(
+            self.config.cluster.unknown_percentile if unknown_percentile is None else unknown_percentile)
         self.names = self.load_names()
+
+    def _unknown_threshold(self, percentile: float) -> float | None:
+        """The squared distance beyond which a unit is unknown: ``percentile`` of the training units'
+        distances (None: flag off, or a model published without them)."""
+        if not 0 <= percentile <= 100:
+            raise ValueError(f"unknown_percentile must be between 0 and 100, not {percentile}")
+        table = self.published.distance_percentiles
+        if percentile == 0 or table is None:
+            return None
+        return float(np.interp(percentile, np.arange(len(table)), table))
 
     @property
     def info(self) -> dict:
         return {"version": self.published.version, "trained_at": self.published.trained_at,
                 "trained_on": self.published.trained_on, "clusters": len(self.centroids), "units": self.published.n_units,
-                "frames": self.config.preprocess.frames, "size": self.config.preprocess.size}
+                "frames": self.config.preprocess.frames, "size": self.config.preprocess.size,
+                "unknown_threshold": self.unknown_threshold}
 
     def load_names(self) -> dict[int, str]:
         """Cluster names of this model: those the server wrote for it (stamped with its ``trained_at``; names
@@ -140,13 +159,15 @@ class Model:
         for row, dist in zip(probs, d2):
             order = np.argsort(-row)[: max(1, k)]
             topk = [{"cluster": int(c), "category": self.category(c), "confidence": float(row[c])} for c in order]
-            out.append(Prediction(int(order[0]), self.category(order[0]), float(row[order[0]]), topk,
-                                  float(dist[order[0]])))
+            novel = self.unknown_threshold is not None and float(dist[order[0]]) > self.unknown_threshold
+            out.append(Prediction(int(order[0]), UNKNOWN if novel else self.category(order[0]), float(row[order[0]]),
+                                  topk, float(dist[order[0]]), novel))
         return out
 
 
 def series_vote(predictions: list[Prediction]) -> Prediction:
-    """A series' category: the majority over its units (ties by summed confidence)."""
+    """A series' category: the majority over its units (ties by summed confidence); "unknown" when more than
+    half of its units are, the nearest cluster kept."""
     votes = Counter(p.cluster for p in predictions)
     conf = Counter()
     for p in predictions:
@@ -155,7 +176,9 @@ def series_vote(predictions: list[Prediction]) -> Prediction:
     members = [p for p in predictions if p.cluster == best]
     mean_conf = float(np.mean([p.confidence for p in members])) * votes[best] / len(predictions)
     mean_dist = float(np.mean([p.distance for p in members]))
-    return Prediction(best, members[0].category, mean_conf, members[0].topk, mean_dist)
+    novel = 2 * sum(p.novel for p in predictions) > len(predictions)
+    category = UNKNOWN if novel else members[0].topk[0]["category"]
+    return Prediction(best, category, mean_conf, members[0].topk, mean_dist, novel)
 
 
 def describe(model: Model, units: Sequence[Unit], predictions: Sequence[Prediction]) -> dict:
@@ -166,12 +189,14 @@ def describe(model: Model, units: Sequence[Unit], predictions: Sequence[Predicti
     series = series_vote(list(predictions))
     answer = {
         "category": series.category, "cluster": series.cluster, "confidence": round(series.confidence, 4),
-        "topk": series.topk, "distance": round(series.distance, 5), "n_units": len(predictions),
+        "topk": series.topk, "distance": round(series.distance, 5), "novel": series.novel,
+        "n_units": len(predictions),
         "model": {"version": model.info["version"], "trained_at": model.info["trained_at"]},
     }
     if len(predictions) > 1:
         answer["units"] = [
-            {"unit": u.unit_id, "category": p.category, "cluster": p.cluster, "confidence": round(p.confidence, 4)}
+            {"unit": u.unit_id, "category": p.category, "cluster": p.cluster, "confidence": round(p.confidence, 4),
+             "novel": p.novel}
             for u, p in zip(units, predictions)
         ]
     return answer
@@ -201,9 +226,10 @@ class ModelCache:
     """The published model of a folder, loaded once and reloaded only when ``model.pt`` or the cluster names
     change on disk; while a new model is being published (or is unreadable) the previous one keeps serving."""
 
-    def __init__(self, model_dir: str | Path, device: str = "auto"):
+    def __init__(self, model_dir: str | Path, device: str = "auto", unknown_percentile: float | None = None):
         self.model_dir = Path(model_dir)
         self.device = device
+        self.unknown_percentile = unknown_percentile
         self._lock = threading.Lock()
         self._model: Model | None = None
         self._stamp: tuple | None = None
@@ -228,7 +254,7 @@ class ModelCache:
                     if self._model is not None and stamp[0] == self._stamp[0]:
                         self._model.names = self._model.load_names()  # only the names changed
                     else:
-                        self._model = Model(self.model_dir, device=self.device)
+                        self._model = Model(self.model_dir, self.device, self.unknown_percentile)
                     self._stamp = stamp
                 except checkpoint.CheckpointError:
                     if self._model is None:

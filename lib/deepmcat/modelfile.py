@@ -74,6 +74,9 @@ class PublishedModel:
     trained_on: str = ""
     #: clinicians' categories it was trained with: units per category
     labels: dict = field(default_factory=dict)
+    #: the training units' squared distances to their centroid at percentiles 0, 1, ..., 100 (what the
+    #: "unknown" threshold is read from); None in models published before it existed
+    distance_percentiles: np.ndarray | None = None
     version: str = __version__
 
 
@@ -85,7 +88,7 @@ def save_model(folder: Path, model: PublishedModel) -> Path:
         "temperature": model.temperature, "history": model.history, "trained_at": model.trained_at,
         "n_units": model.n_units, "fingerprint": model.fingerprint, "unit_ids": model.unit_ids,
         "assignments": model.assignments, "distributed": model.distributed, "trained_on": model.trained_on,
-        "labels": model.labels,
+        "labels": model.labels, "distance_percentiles": model.distance_percentiles,
     }, path)
     return path
 
@@ -101,6 +104,10 @@ def load_model(folder: Path) -> PublishedModel:
             trained_at=s["trained_at"], n_units=int(s["n_units"]), fingerprint=s["fingerprint"],
             unit_ids=list(s["unit_ids"]), assignments=np.asarray(s["assignments"]), history=s["history"],
             distributed=s.get("distributed", {}), trained_on=s.get("trained_on", ""), labels=s.get("labels", {}),
-            version=s["version"])
+            distance_percentiles=_optional_array(s.get("distance_percentiles")), version=s["version"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a complete DeepMCAT model ({type(exc).__name__}: {exc})") from exc
+
+
+def _optional_array(value) -> np.ndarray | None:
+    return None if value is None else np.asarray(value, np.float64)

@@ -41,7 +41,7 @@ JOURNAL = "journal.jsonl"
 LOCK = ".organize.lock"
 THUMBNAILS = "thumbnails"
 COLUMNS = ["series_uid", "location", "modality", "series_description", "n_units", "cluster", "category",
-           "confidence", "header_category", "header_agrees", "error", "model"]
+           "confidence", "novel", "header_category", "header_agrees", "error", "model"]
 LAYOUTS = ("none", "links", "copy")
 
 
@@ -108,17 +108,18 @@ def read_journal(out: Path, model_stamp: str) -> dict[str, dict]:
 
 def header_check(rows: list[dict]) -> None:
     """Fill ``header_category``/``header_agrees``: a description's category is the majority cluster of the
-    series carrying it; a series disagrees when its own cluster is another one."""
+    series carrying it; a series disagrees when its own cluster is another one. Unknown series (unlike every
+    learned category) are not compared."""
     clusters_of: dict[str, Counter] = defaultdict(Counter)
     name_of: dict[str, str] = {}
     for r in rows:
-        if r["cluster"] != "":
+        if r["cluster"] != "" and r.get("novel") != "yes":
             name_of[r["cluster"]] = r["category"]
             if r["series_description"].strip():
                 clusters_of[r["series_description"].strip().lower()][r["cluster"]] += 1
     for r in rows:
         desc = r["series_description"].strip().lower()
-        if r["cluster"] == "" or not desc:
+        if r["cluster"] == "" or not desc or r.get("novel") == "yes" or not clusters_of[desc]:
             r["header_category"], r["header_agrees"] = "", ""
             continue
         majority = clusters_of[desc].most_common(1)[0][0]
@@ -160,7 +161,8 @@ class Organizer:
         """Series uid → journal entry of the series this model already categorised into ``out``."""
         finished = read_journal(self.out, self.stamp)
         if finished and set(next(iter(finished.values()))["row"]) != set(self.columns):
-            raise ValueError(f"{self.out / JOURNAL} was written with other columns (--show-phi differs): "
+            raise ValueError(f"{self.out / JOURNAL} was written with other columns (--show-phi or the "
+                             "deepmcat version differs): "
                              "use the same options to resume, or another --out")
         return finished
 
@@ -191,7 +193,8 @@ class Organizer:
     def _one(self, ref: SeriesRef) -> tuple[dict, np.ndarray | None]:
         row = {"series_uid": ref.uid, "location": ref.location, "modality": ref.modality,
                "series_description": ref.description, "n_units": 0, "cluster": "", "category": "",
-               "confidence": "", "header_category": "", "header_agrees": "", "error": "", "model": self.stamp}
+               "confidence": "", "novel": "", "header_category": "", "header_agrees": "", "error": "",
+               "model": self.stamp}
         if self.show_phi:
             row.update({k: ref.phi.get(k, "") for k in PHI_FIELDS})
         try:
@@ -214,7 +217,7 @@ class Organizer:
             row["error"] = message[:300]
             return row, None
         row.update(n_units=len(preds), cluster=vote.cluster, category=vote.category,
-                   confidence=f"{vote.confidence:.4f}")
+                   confidence=f"{vote.confidence:.4f}", novel="yes" if vote.novel else "")
         return row, embedding
 
     def _thumbnail(self, uid: str, tensors: np.ndarray) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from deepmcat.labels import read_labels
 
-PRED_COLUMNS = ["path", "unit", "series_uid", "acquisition", "cluster", "category", "confidence",
+PRED_COLUMNS = ["path", "unit", "series_uid", "acquisition", "cluster", "category", "confidence", "novel",
                 "acquisition_cluster", "series_category", "topk"]
 LEVELS = ("acquisition", "unit", "file")
 
@@ -19,6 +19,8 @@ def predict_rows(model, collection, root: Path) -> list[dict]:
 
     ``acquisition_cluster`` / ``series_category`` are the acquisition's vote (series and image type), what an
     archive is sorted by: flow magnitude and phase stored in one DICOM series keep their own categories.
+    ``novel`` is 1 where the unit is unlike every learned category (``category`` is then "unknown"; the
+    nearest cluster stays in ``cluster``).
     """
     from deepmcat.inference import series_vote  # torch and MONAI: not needed to score a CSV
 
@@ -34,7 +36,7 @@ def predict_rows(model, collection, root: Path) -> list[dict]:
             rows.append({
                 "path": os.path.relpath(f, root), "unit": unit.unit_id, "series_uid": unit.series_uid,
                 "acquisition": unit.acquisition, "cluster": pred.cluster, "category": pred.category,
-                "confidence": f"{pred.confidence:.4f}", "acquisition_cluster": vote.cluster,
+                "confidence": f"{pred.confidence:.4f}", "novel": int(pred.novel), "acquisition_cluster": vote.cluster,
                 "series_category": vote.category,
                 "topk": ";".join(f"{t['category']}:{t['confidence']:.3f}" for t in pred.topk),
             })

@@ -134,12 +134,13 @@ def write_report(out: str | Path, rows: list[dict], truth: dict[str, str] | None
                  per_cluster: int = 8) -> Path:
     """Write ``out/report.html`` from organised ``rows`` (series.csv); ``truth``: series uid → category."""
     out = Path(out)
-    done = [r for r in rows if r["cluster"] != ""]
+    unknown = [r for r in rows if r["cluster"] != "" and r.get("novel") == "yes"]
+    done = [r for r in rows if r["cluster"] != "" and r.get("novel") != "yes"]
     failed = [r for r in rows if r["cluster"] == ""]
     parts = [f"<html><head><meta charset='utf-8'><title>DeepMCAT report</title><style>{STYLE}</style></head><body>",
              "<h1>DeepMCAT: organised series</h1>",
              f"<p>{len(rows)} series: {len(done)} categorised in {len({r['cluster'] for r in done})} clusters, "
-             f"{len(failed)} unreadable.</p>"]
+             f"{len(unknown)} unknown, {len(failed)} unreadable.</p>"]
     phi = list(PHI_FIELDS) if show_phi else []
 
     disagree = sorted((r for r in done if r["header_agrees"] == "no"), key=lambda r: float(r["confidence"]),
@@ -172,6 +173,13 @@ def write_report(out: str | Path, rows: list[dict], truth: dict[str, str] | None
                      + "".join(f"<img alt='{alt}' src='{data}'>" for alt, data in
                                (("cluster sizes and mean confidence", bars), ("embedding map", image)) if data)
                      + "</div>")
+    if unknown:
+        parts.append(f"<h2 class='warn'>Unknown: {len(unknown)} series like no learned category</h2>")
+        parts.append("<p>Farther from every cluster than the model's training series are (another sequence, "
+                     "another body part or modality): check them, and name or retrain if they are a new category.</p>")
+        parts.append(_table(["series description", "nearest cluster", "location", *phi],
+                            [[r["series_description"], r["cluster"], r["location"], *(r.get(k, "") for k in phi)]
+                             for r in unknown]))
     if failed:
         parts.append("<h2>Unreadable series</h2>")
         parts.append(_table(["location", "error"], [[r["location"], r["error"]] for r in failed]))

@@ -374,7 +374,8 @@ class Trainer:
             trained_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), n_units=len(data.tensors),
             fingerprint=data.fingerprint, unit_ids=data.unit_ids, assignments=assignments, history=run.history,
             distributed={"world": self.ranks.world, "units_by_rank": seen}, trained_on=device_name(self.device),
-            labels=dict(Counter(c for c in data.categories or [] if c)))
+            labels=dict(Counter(c for c in data.categories or [] if c)),
+            distance_percentiles=np.percentile(d2.min(axis=1), np.arange(101)))
         path = save_model(self.out_dir, published) if self.ranks.is_main else self.out_dir / checkpoint.MODEL
         self.ranks.barrier()
         return TrainResult(path, assignments, run.history)

@@ -25,6 +25,9 @@ class AppSettings:
     seed: int = 0
     #: how many alternatives an answer lists
     topk: int = 3
+    #: a series farther from every cluster than this percentile of the training series' distances is answered
+    #: "unknown" (0: never)
+    unknown_percentile: float = 99.0
     #: uploads larger than this are refused (413) before they are read
     max_upload_mb: int = 1024
     #: where model.pt, its checkpoint, train_stats.json and cluster_names.json live
@@ -67,12 +70,20 @@ class AppSettings:
                 return int(raw)
             except (TypeError, ValueError):
                 raise ValueError(f"setting {key!r} must be an integer, got {raw!r}") from None
+        if kind in ("float", float):
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                value = float("nan")
+            if value != value:
+                raise ValueError(f"setting {key!r} must be a number, got {raw!r}")
+            return value
         return str(raw)
 
     #: inclusive bounds of the integer settings: a train request cannot ask for a 2048-pixel input or 1e5 epochs
     BOUNDS = {"clusters": (2, 1000), "epochs": (1, 1000), "warmup_epochs": (0, 1000), "frames": (1, 64),
               "size": (16, 256), "batch_size": (2, 1024), "seed": (0, 2**31 - 1), "topk": (1, 100),
-              "max_upload_mb": (1, 16384)}
+              "max_upload_mb": (1, 16384), "unknown_percentile": (0, 100)}
 
     def validate(self) -> None:
         for key, (low, high) in self.BOUNDS.items():

@@ -25,7 +25,8 @@ class DeepMCATTaskConfig(TaskConfig):
         super().init(name, model_dir, conf, planner, **kwargs)
         self.settings = AppSettings.parse(conf, os.path.join(model_dir, name))
         self.path = os.path.join(self.settings.model_dir, checkpoint.MODEL)
-        self.models = ModelCache(self.settings.model_dir, device=self.settings.device)
+        self.models = ModelCache(self.settings.model_dir, device=self.settings.device,
+                                 unknown_percentile=self.settings.unknown_percentile)
 
     def infer(self):
         return {self.name: DeepMCATInfer(self.settings, self.models)}

@@ -38,13 +38,17 @@ class Category:
     topk: list[dict]
     units: list[dict]
     model: dict
+    #: like no category the model learned ("category" is then "unknown"; the nearest cluster is topk[0])
+    novel: bool = False
 
     @classmethod
     def from_json(cls, data: dict) -> "Category":
         return cls(str(data["category"]), int(data["cluster"]), float(data["confidence"]), list(data["topk"]),
-                   list(data.get("units", [])), dict(data.get("model", {})))
+                   list(data.get("units", [])), dict(data.get("model", {})), bool(data.get("novel", False)))
 
     def summary(self) -> str:
+        if self.novel:
+            return f"{self.category}: like no learned category (nearest: {self.topk[0]['category']})"
         alternatives = ", ".join(f"{t['category']} {t['confidence']:.0%}" for t in self.topk[1:])
         text = f"{self.category} ({self.confidence:.0%})"
         return text + (f"; next: {alternatives}" if alternatives else "")
