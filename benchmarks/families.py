@@ -133,7 +133,7 @@ def run_set(name: str, args, device: torch.device, out: dict, save) -> None:
     runs, probes = [], []
     for seed in args.seeds:
         torch.manual_seed(seed)
-        net = DeepMCATNet(cfg.preprocess.frames, cfg.model, 8).to(device)
+        net = DeepMCATNet(cfg.preprocess.channels, cfg.model, 8).to(device)
         features = extract_features(net, collection.tensors, device, cfg.train.amp)
         runs.append(cluster_scores(scorer, features, cfg, seed))
         probes.append(scorer.probe(features, cfg))

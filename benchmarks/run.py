@@ -122,7 +122,7 @@ def quality(data: Path, labels: dict[str, str], suite: Suite, device: str) -> di
             add("k-means on pixels", c * mult, kmeans(pixels, k, cfg.cluster, seed=seed).assignments)
             add("PCA + k-means", c * mult, kmeans(projected, k, cfg.cluster, seed=seed).assignments)
         torch.manual_seed(seed)
-        net = DeepMCATNet(cfg.preprocess.frames, cfg.model)
+        net = DeepMCATNet(cfg.preprocess.channels, cfg.model)
         feats = extract_features(net.to(resolve_device(device)), collection.tensors, resolve_device(device))
         for mult in (1, 2, 4):
             add("random CNN", c * mult, fit_clusters(feats, min(c * mult, len(truth) // 2), cfg.cluster, seed,
@@ -179,7 +179,7 @@ def speed(suite: Suite, data: Path, device: str) -> dict:
     tic = time.time()
     collection = load_collection(data, cfg.preprocess, progress=False)
     preprocess_s = time.time() - tic
-    net = DeepMCATNet(cfg.preprocess.frames, cfg.model).to(dev)
+    net = DeepMCATNet(cfg.preprocess.channels, cfg.model).to(dev)
     extract_features(net, collection.tensors[:64], dev)  # warm-up
     tic = time.time()
     feats = extract_features(net, collection.tensors, dev)

@@ -99,3 +99,41 @@ def test_augmentation_settings_do_what_they_say():
     assert torch.allclose(mirrored, img.flip(-1), atol=1e-5)
     zoomed = augment(img, AugmentConfig(**dict(still, crop_area=(4.0, 4.0))), torch.Generator().manual_seed(0))
     assert 0 < float(zoomed.sum()) < float(img.sum()) and float(zoomed.amax()) > 0.2  # smaller, all still there
+
+
+def test_centre_crop_adds_a_zoomed_scale_of_the_same_frames():
+    """A 40 mm disc in a 256 mm field of view: the second set of channels shows the central 128 mm, where the
+    disc is twice as wide; anisotropic pixels crop the same physical square."""
+    cfg = PreprocessConfig(frames=4, size=64, centre_crop=0.5)
+    yy, xx = np.mgrid[:128, :128]
+    disc = ((yy - 64) ** 2 + (xx - 64) ** 2 < 10**2).astype(np.float32) * 100 + 1
+    frames = np.stack([disc * (1 + t) for t in range(6)])
+    out = canonical(UnitPixels(frames, (2.0, 2.0)), cfg)
+    assert out.shape == (8, 64, 64) and cfg.channels == 8 and cfg.views == 2
+    whole, zoomed = out[:4], out[4:]
+    assert np.allclose(whole, canonical(UnitPixels(frames, (2.0, 2.0)), PreprocessConfig(frames=4, size=64)))
+
+    def width(img):
+        return int((img[32] > 0.5).sum())
+
+    assert abs(width(zoomed[0]) - 2 * width(whole[0])) <= 2
+    squeezed = canonical(UnitPixels(frames[:, :, ::2], (2.0, 4.0)), cfg)  # half the columns, twice as wide
+    assert abs(width(squeezed[4]) - width(zoomed[0])) <= 2
+    with pytest.raises(ValueError, match="centre_crop"):
+        canonical(UnitPixels(frames, (2.0, 2.0)), PreprocessConfig(centre_crop=1.5))
+
+
+def test_the_cine_roll_keeps_the_frames_of_each_scale_together():
+    import torch
+
+    from deepmcat.augment import augment
+    from deepmcat.config import AugmentConfig
+
+    still = AugmentConfig(rotate_deg=0.0, crop_area=(1.0, 1.0), crop_aspect=(1.0, 1.0), gamma=(1.0, 1.0), bias=0.0,
+                          noise=0.0, roll_frames=1.0)
+    x = torch.arange(8, dtype=torch.float32).repeat(6, 1)[:, :, None, None].expand(6, 8, 4, 4) / 8 + 0.01
+    rolled = augment(x.contiguous(), still, torch.Generator().manual_seed(1), views=2)[:, :, 2, 2]
+    for row in rolled:
+        first, second = row[:4], row[4:]
+        assert sorted(first.tolist()) == pytest.approx(sorted(x[0, :4, 0, 0].tolist()), abs=1e-4)
+        assert torch.allclose(second - first, torch.full((4,), 0.5), atol=1e-4)  # the same shift in both

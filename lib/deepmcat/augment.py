@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from deepmcat.config import AugmentConfig
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig | None = None, generator: torch.Generator | None = None
-            ) -> torch.Tensor:
-    """x: (batch, frames, H, W) canonical tensors, values in [0, 1] or signed [-1, 1]."""
+def augment(x: torch.Tensor, cfg: AugmentConfig | None = None, generator: torch.Generator | None = None,
+            views: int = 1) -> torch.Tensor:
+    """x: (batch, views x frames, H, W) canonical tensors, values in [0, 1] or signed [-1, 1]; the frames of
+    each view (scale) are rolled alike."""
     cfg = cfg or AugmentConfig()
     b, f, h, w = x.shape
     dev = x.device
@@ -53,9 +54,11 @@ def augment(x: torch.Tensor, cfg: AugmentConfig | None = None, generator: torch.
     x = x + torch.randn(x.shape, generator=generator).to(dev) * cfg.noise * rand(b, 1, 1, 1)
 
     roll = rand(b) < cfg.roll_frames
-    if roll.any() and f > 1:
-        shifts = (rand(b) * f).long()
-        idx = (torch.arange(f, device=dev)[None] + shifts[:, None]) % f
+    per_view = f // views
+    if roll.any() and per_view > 1:
+        shifts = (rand(b) * per_view).long()
+        frame = torch.arange(f, device=dev)[None]
+        idx = frame - frame % per_view + (frame % per_view + shifts[:, None]) % per_view
         rolled = torch.gather(x, 1, idx[:, :, None, None].expand(-1, -1, h, w))
         x = torch.where(roll[:, None, None, None], rolled, x)
     return x

@@ -15,6 +15,19 @@ class PreprocessConfig:
     #: intensity percentiles mapped to [0, 1] (or, for signed images, |.| to [-1, 1])
     low_percentile: float = 1.0
     high_percentile: float = 99.0
+    #: multi-scale input: besides the whole field of view, the central square of this fraction of its longer
+    #: side at the same ``size`` (second set of ``frames`` channels): the heart fills a tenth of a torso
+    #: field of view but most of a zoomed one. 0: the whole field of view only
+    centre_crop: float = 0.0
+
+    @property
+    def views(self) -> int:
+        """Scales the tensor holds, each ``frames`` channels."""
+        return 2 if self.centre_crop > 0 else 1
+
+    @property
+    def channels(self) -> int:
+        return self.frames * self.views
 
 
 @dataclass

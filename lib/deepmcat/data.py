@@ -70,7 +70,7 @@ def load_units(units: Sequence[Unit], cfg: PreprocessConfig, progress: bool = Tr
                desc: str = "reading units", workers: int | None = 1) -> Collection:
     """Canonical tensors of ``units``, decoded by ``workers`` processes (None or 0: one per core) when there
     are enough units to pay for starting them; units that cannot be decoded are dropped into ``failed``."""
-    tensors = np.zeros((len(units), cfg.frames, cfg.size, cfg.size), np.float32)
+    tensors = np.zeros((len(units), cfg.channels, cfg.size, cfg.size), np.float32)
     ok = np.zeros(len(units), bool)
     failed = []
     jobs = [(batch, cfg) for batch in _batches(units, UNITS_PER_TASK)]

@@ -11,9 +11,10 @@ from deepmcat.config import ModelConfig
 
 class DeepMCATNet(nn.Module):
     """Backbone features for clustering; ``head`` predicts pseudo-labels, ``projector`` serves the
-    contrastive term. 2-D: frames are input channels; 3-D: frames are depth with one channel."""
+    contrastive term. 2-D: the canonical tensor's channels (frames, per scale) are input channels; 3-D: they
+    are depth with one channel."""
 
-    def __init__(self, frames: int, cfg: ModelConfig, n_clusters: int = 2):
+    def __init__(self, channels: int, cfg: ModelConfig, n_clusters: int = 2):
         super().__init__()
         if cfg.spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, not {cfg.spatial_dims}")
@@ -23,7 +24,7 @@ class DeepMCATNet(nn.Module):
             layers=list(cfg.layers),
             block_inplanes=list(cfg.widths),
             spatial_dims=cfg.spatial_dims,
-            n_input_channels=frames if cfg.spatial_dims == 2 else 1,
+            n_input_channels=channels if cfg.spatial_dims == 2 else 1,
             feed_forward=False,
         )
         self.feature_dim = cfg.widths[-1]
@@ -38,7 +39,7 @@ class DeepMCATNet(nn.Module):
         self.head = nn.Linear(self.feature_dim, n_clusters).to(device)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, frames, H, W) canonical tensors → (batch, feature_dim)."""
+        """(batch, channels, H, W) canonical tensors → (batch, feature_dim)."""
         if self.spatial_dims == 3:
             x = x.unsqueeze(1)
         return self.backbone(x)

@@ -187,7 +187,7 @@ class Trainer:
         if t.negatives not in ("study", "batch"):
             raise ValueError(f"unknown negatives {t.negatives!r}: use study or batch")
         self._lr(0)  # raises on an unknown schedule
-        if tensors.shape[1:] != (cfg.preprocess.frames, cfg.preprocess.size, cfg.preprocess.size):
+        if tensors.shape[1:] != (cfg.preprocess.channels, cfg.preprocess.size, cfg.preprocess.size):
             raise ValueError(f"tensors of shape {tensors.shape[1:]} do not match the preprocessing config")
 
     def _start(self, data: TrainingData, resume: bool) -> Run:
@@ -197,7 +197,7 @@ class Trainer:
         torch.manual_seed(t.seed)
         rng = np.random.default_rng(t.seed)
         gen = torch.Generator().manual_seed(t.seed)
-        net = DeepMCATNet(self.cfg.preprocess.frames, self.cfg.model, self._k_train(data)).to(self.device)
+        net = DeepMCATNet(self.cfg.preprocess.channels, self.cfg.model, self._k_train(data)).to(self.device)
         body = [p for name, p in net.named_parameters() if not name.startswith("head.")]
         run = Run(net, self._optimizer(body), rng, gen)
         saved = load_checkpoint(self.out_dir, map_location=self.device) if resume else None
@@ -306,7 +306,8 @@ class Trainer:
     def _views(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.cfg.train.augment:
             return x, x
-        return augment(x, self.cfg.augment, gen), augment(x, self.cfg.augment, gen)
+        views = self.cfg.preprocess.views
+        return augment(x, self.cfg.augment, gen, views), augment(x, self.cfg.augment, gen, views)
 
     def _negative_studies(self, data: TrainingData, idx: np.ndarray) -> torch.Tensor | None:
         """The study of each unit in a batch when negatives come from the anchor's own study."""
