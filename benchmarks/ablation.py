@@ -46,6 +46,11 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "centre_crop": {"preprocess": {"centre_crop": 0.5}},
     "centre_crop_0.35": {"preprocess": {"centre_crop": 0.35}},
     "size96": {"preprocess": {"size": 96}},
+    "crop_mild": {"augment": {"crop_area": (0.6, 1.0)}},
+    "centre_crop_mild": {"preprocess": {"centre_crop": 0.5}, "augment": {"crop_area": (0.6, 1.0)}},
+    "rotate30": {"augment": {"rotate_deg": 30.0}},
+    "stem_stride2": {"model": {"stem_stride": 2}},
+    "stem_stride2_centre_crop": {"model": {"stem_stride": 2}, "preprocess": {"centre_crop": 0.5}},
 }
 
 

@@ -232,3 +232,21 @@ def test_units_are_assigned_with_their_acquisition():
     assert np.allclose(mixed[0], 0.5 * np.array([1, 0]) + 0.5 * transform(feats[:3].mean(0, keepdims=True))[0])
     assert np.allclose(embed_units(transform, feats, None, 0.5), transform(feats))
     assert np.allclose(embed_units(transform, feats, ["a", "a", "a", "b"], 0.0), transform(feats))
+
+
+def test_a_strided_stem_keeps_feature_map_sizes_at_a_quarter_of_the_stem_work():
+    import torch
+
+    from deepmcat.config import ModelConfig
+    from deepmcat.model import DeepMCATNet
+
+    x = torch.rand(2, 8, 64, 64)
+    pooled, strided = DeepMCATNet(8, ModelConfig()), DeepMCATNet(8, ModelConfig(stem_stride=2))
+    stem = {name: [] for name in ("pooled", "strided")}
+    for name, net in (("pooled", pooled), ("strided", strided)):
+        net.backbone.layer1.register_forward_hook(lambda m, i, o, name=name: stem[name].append(o.shape))
+        assert net.features(x).shape == (2, 128)
+    assert stem["pooled"] == stem["strided"] == [torch.Size([2, 16, 32, 32])]
+    assert strided.backbone.conv1.stride == (2, 2) and strided.backbone.no_max_pool and not pooled.backbone.no_max_pool
+    with pytest.raises(ValueError, match="stem_stride"):
+        DeepMCATNet(8, ModelConfig(stem_stride=3))

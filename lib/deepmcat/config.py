@@ -38,6 +38,10 @@ class ModelConfig:
     #: residual blocks per stage (4 stages): [1, 1, 1, 1] is ResNet-10, [2, 2, 2, 2] ResNet-18
     layers: tuple[int, ...] = (1, 1, 1, 1)
     widths: tuple[int, ...] = (16, 32, 64, 128)
+    #: the stem's downsampling: 1 = a 7 x 7 convolution at full resolution, then max-pooling (ResNet's);
+    #: 2 = the convolution strided, no max-pooling (same feature-map sizes, a quarter of the stem's work,
+    #: which dominates this small network)
+    stem_stride: int = 1
 
 
 @dataclass

@@ -18,6 +18,8 @@ class DeepMCATNet(nn.Module):
         super().__init__()
         if cfg.spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, not {cfg.spatial_dims}")
+        if cfg.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, not {cfg.stem_stride}")
         self.spatial_dims = cfg.spatial_dims
         self.backbone = ResNet(
             block="basic",
@@ -26,6 +28,8 @@ class DeepMCATNet(nn.Module):
             spatial_dims=cfg.spatial_dims,
             n_input_channels=channels if cfg.spatial_dims == 2 else 1,
             feed_forward=False,
+            conv1_t_stride=cfg.stem_stride,
+            no_max_pool=cfg.stem_stride > 1,
         )
         self.feature_dim = cfg.widths[-1]
         self.projector = nn.Sequential(
