@@ -17,7 +17,11 @@ same known units. Scores (higher = more novel):
 - ``pca_residual``: the share of its centred feature's energy outside the PCA subspace.
 
 Reports AUROC per score and the share of known units a training-quantile threshold (95th percentile of
-the training units' scores) would call unknown. Writes ``benchmarks/results/novelty-<sets>-<date>.json``.
+the training units' scores) would call unknown; then the rule inference applies (``Model``'s
+``unknown_percentile``: nearest-centroid distance over a percentile of the training units', a series unknown
+when most of its units are) at several percentiles, per acquisition: the share of known acquisitions of
+unseen examinations called unknown, and of left-out acquisitions and package images caught.
+Writes ``benchmarks/results/novelty-<sets>-<date>.json``.
 """
 
 from __future__ import annotations
@@ -37,11 +41,41 @@ from deepmcat.clustering import squared_distances
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import Collection, load_collection
 from deepmcat.features import extract_features
-from deepmcat.inference import Model
+from deepmcat.inference import Model, series_vote
 from deepmcat.labels import read_labels, unit_truth
 from deepmcat.trainer import Trainer
 
 SCORES = ("centroid_d2", "one_minus_conf", "knn_d2", "pca_norm", "pca_residual")
+#: percentiles of the inference rule measured (99: the default)
+RULE_PERCENTILES = (95.0, 99.0, 99.9, 100.0)
+
+
+def rule_rates(model_dir: str, device: str, test: Collection, novel_units: np.ndarray,
+               outsiders: Collection | None) -> dict:
+    """The inference rule per acquisition at each percentile: known acquisitions called unknown, left-out
+    acquisitions and package series caught."""
+    keys = np.asarray(test.acquisitions)
+    novel_acq = {k for k, n in zip(keys, novel_units) if n}
+    rates = {}
+    for pct in RULE_PERCENTILES:
+        model = Model(model_dir, device=device, unknown_percentile=pct)
+        preds = model.predict(test.tensors, acquisitions=test.acquisitions)
+        by_acq: dict[str, list] = {}
+        for k, pred in zip(keys, preds):
+            by_acq.setdefault(k, []).append(pred)
+        unknown = {k: series_vote(v).novel for k, v in by_acq.items()}
+        known = [u for k, u in unknown.items() if k not in novel_acq]
+        left_out = [u for k, u in unknown.items() if k in novel_acq]
+        entry = {"false_unknown_known": round(float(np.mean(known)), 3),
+                 "caught_left_out": round(float(np.mean(left_out)), 3) if left_out else None}
+        if outsiders is not None:
+            out_preds = model.predict(outsiders.tensors, acquisitions=outsiders.acquisitions)
+            out_by: dict[str, list] = {}
+            for k, pred in zip(outsiders.acquisitions, out_preds):
+                out_by.setdefault(k, []).append(pred)
+            entry["caught_packages"] = round(float(np.mean([series_vote(v).novel for v in out_by.values()])), 3)
+        rates[str(pct)] = entry
+    return rates
 
 
 def subset(collection: Collection, keep: np.ndarray) -> Collection:
@@ -117,13 +151,15 @@ def main() -> None:
                 Trainer(run_cfg, out, progress=False).fit_collection(subset(collection, train_idx))
                 scorer = Scorer(Model(out, device=args.device), subset(collection, train_idx))
                 test = scorer.scores(subset(collection, test_idx))
-                outsiders = None
+                outsiders, extra = None, None
                 if not isinstance(packages, str):
                     extra = load_collection(packages[0], cfg.preprocess, progress=False)
                     outsiders = scorer.scores(extra) if extra.units else None
-            novel = truth[test_idx] == category
+                novel = truth[test_idx] == category
+                rule = rule_rates(out, args.device, subset(collection, test_idx), novel,
+                                  extra if outsiders is not None else None)
             run = {"set": name, "left_out": category, "train_units": len(train_idx), "known_test_units":
-                   int((~novel).sum()), "novel_test_units": int(novel.sum()), "scores": {}}
+                   int((~novel).sum()), "novel_test_units": int(novel.sum()), "scores": {}, "rule": rule}
             for score in SCORES:
                 known, new = test[score][~novel], test[score][novel]
                 cut = scorer.threshold(score)
@@ -147,6 +183,12 @@ def main() -> None:
                           for k in ("auroc_left_out", "auroc_packages", "false_unknown_known", "flagged_left_out")
                           if any(k in v for v in values)}
     results["summary"] = summary
+    results["rule_summary"] = {
+        pct: {k: round(float(np.mean([r["rule"][pct][k] for r in results["runs"] if r["rule"][pct].get(k) is not None])), 3)
+              for k in ("false_unknown_known", "caught_left_out", "caught_packages")
+              if any(r["rule"][pct].get(k) is not None for r in results["runs"])}
+        for pct in map(str, RULE_PERCENTILES)}
+    print(results["rule_summary"])
     print(summary)
     print("saved", save(f"novelty-{'-'.join(args.sets)}-{dt.date.today().isoformat()}", results))
 

@@ -256,7 +256,7 @@ def test_server_refuses_bad_input_with_4xx_and_changes_nothing(trained, app_serv
 @integration
 def test_answers_say_whether_a_series_is_like_a_learned_category(trained, app_truth):
     """Every answer carries ``novel``; "unknown" exactly when it is set, the nearest cluster kept in topk.
-    Of the series the model was trained on, at most the farthest few (its 99th percentile) are unknown."""
+    Of the series the model was trained on, at most the farthest few (beyond its 99.9th percentile) are unknown."""
     answers = [json.loads(trained.infer("deepmcat", image, {})[1]) for image in sorted(app_truth)]
     assert all(isinstance(a["novel"], bool) for a in answers)
     assert all((a["category"] == "unknown") == a["novel"] for a in answers)

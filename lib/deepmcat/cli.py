@@ -355,7 +355,7 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
 def _unknown_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unknown-percentile", dest="unknown_percentile", type=float,
                    help="a series farther from every cluster than this percentile of the training series' distances "
-                        "is answered 'unknown' (default: the model's, 99; 0 switches it off)")
+                        "is answered 'unknown' (default: the model's, 99.9; 0 switches it off)")
 
 
 def _predict_parser(r: argparse.ArgumentParser) -> None:

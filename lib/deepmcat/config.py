@@ -67,8 +67,9 @@ class ClusterConfig:
     #: of one stack decide together, while a unit unlike the rest of its series can still go elsewhere
     acquisition_weight: float = 0.5
     #: a unit farther from its nearest centroid than this percentile of the training units' distances is
-    #: answered "unknown" (a series when most of its units are); 0 switches the flag off
-    unknown_percentile: float = 99.0
+    #: answered "unknown" (a series when most of its units are); 0 switches the flag off. 99.9: measured on the
+    #: design families, 1.7 % of known series of unseen examinations are called unknown (6.4 % at 99)
+    unknown_percentile: float = 99.9
 
     def n_train_clusters(self, n_samples: int) -> int:
         k = self.train_clusters or 4 * self.clusters
