@@ -325,3 +325,21 @@ def test_organize_resumes_from_a_torn_journal_once_per_folder_and_per_model(trai
     redone = Organizer(Model(other, device="cpu"), source, out, progress=False).run()
     assert (redone.done_before, redone.processed) == (0, n)
     assert {r["model"] for r in csv.DictReader(open(out / "series.csv"))} == {"2099-01-01T00:00:00+00:00"}
+
+
+def test_the_unknown_percentile_setting_is_a_bounded_number():
+    """``--conf unknown_percentile`` takes 0-100 (0: no unknown answers); anything else names the setting."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "apps" / "deepmcat" / "lib" / "settings.py"
+    spec = importlib.util.spec_from_file_location("deepmcat_app_settings", path)
+    settings = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
+    spec.loader.exec_module(settings)
+    parse = settings.AppSettings.parse
+    assert parse({}, "m").unknown_percentile == 99.9
+    assert parse({"unknown_percentile": "0"}, "m").unknown_percentile == 0.0
+    assert parse({"unknown_percentile": "97.5"}, "m").unknown_percentile == 97.5
+    for bad in ("abc", "nan", "150", "-1", ""):
+        with pytest.raises(ValueError, match="unknown_percentile"):
+            parse({"unknown_percentile": bad}, "m")
