@@ -50,30 +50,30 @@ SCORES = ("centroid_d2", "one_minus_conf", "knn_d2", "pca_norm", "pca_residual")
 RULE_PERCENTILES = (95.0, 99.0, 99.9, 100.0)
 
 
+def unknown_by_acquisition(model: Model, collection: Collection) -> dict[str, bool]:
+    """Whether each acquisition of ``collection`` is answered unknown (the series vote inference applies)."""
+    preds = model.predict(collection.tensors, acquisitions=collection.acquisitions)
+    by_acq: dict[str, list] = {}
+    for key, pred in zip(collection.acquisitions, preds):
+        by_acq.setdefault(key, []).append(pred)
+    return {key: series_vote(members).novel for key, members in by_acq.items()}
+
+
 def rule_rates(model_dir: str, device: str, test: Collection, novel_units: np.ndarray,
                outsiders: Collection | None) -> dict:
     """The inference rule per acquisition at each percentile: known acquisitions called unknown, left-out
     acquisitions and package series caught."""
-    keys = np.asarray(test.acquisitions)
-    novel_acq = {k for k, n in zip(keys, novel_units) if n}
+    novel_acq = {k for k, n in zip(test.acquisitions, novel_units) if n}
     rates = {}
     for pct in RULE_PERCENTILES:
         model = Model(model_dir, device=device, unknown_percentile=pct)
-        preds = model.predict(test.tensors, acquisitions=test.acquisitions)
-        by_acq: dict[str, list] = {}
-        for k, pred in zip(keys, preds):
-            by_acq.setdefault(k, []).append(pred)
-        unknown = {k: series_vote(v).novel for k, v in by_acq.items()}
+        unknown = unknown_by_acquisition(model, test)
         known = [u for k, u in unknown.items() if k not in novel_acq]
         left_out = [u for k, u in unknown.items() if k in novel_acq]
         entry = {"false_unknown_known": round(float(np.mean(known)), 3),
                  "caught_left_out": round(float(np.mean(left_out)), 3) if left_out else None}
         if outsiders is not None:
-            out_preds = model.predict(outsiders.tensors, acquisitions=outsiders.acquisitions)
-            out_by: dict[str, list] = {}
-            for k, pred in zip(outsiders.acquisitions, out_preds):
-                out_by.setdefault(k, []).append(pred)
-            entry["caught_packages"] = round(float(np.mean([series_vote(v).novel for v in out_by.values()])), 3)
+            entry["caught_packages"] = round(float(np.mean(list(unknown_by_acquisition(model, outsiders).values()))), 3)
         rates[str(pct)] = entry
     return rates
 
