@@ -4,12 +4,29 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import APP_CONF, launch_app, make_app_studies, write_dicom
+
+@pytest.fixture(scope="session", autouse=True)
+def tensor_cache(tmp_path_factory) -> Path:
+    """The commands' default cache folder (:mod:`deepmcat.cache`) in the session's temporary folder, not the
+    user's home."""
+    from deepmcat.cache import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("deepmcat-cache")
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = previous
+
 
 @pytest.fixture
 def cine_folder(tmp_path: Path) -> Path:

@@ -54,6 +54,10 @@ def test_train_predict_evaluate_end_to_end(tiny_phantoms, tmp_path):
     preds = tmp_path / "preds.csv"
     assert main(["predict", "--model", str(model), "--data", str(tiny_phantoms), "--out", str(preds),
                  "--device", "cpu", "--quiet"]) == 0
+    for name, cache in (("cached.csv", []), ("uncached.csv", ["--cache", "off"])):  # the cache changes nothing
+        assert main(["predict", "--model", str(model), "--data", str(tiny_phantoms), "--out", str(tmp_path / name),
+                     "--device", "cpu", "--quiet", *cache]) == 0
+        assert (tmp_path / name).read_bytes() == preds.read_bytes()
     with open(preds) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(list(tiny_phantoms.rglob("*.dcm")))  # one row per input file

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from deepmcat import __version__
+from deepmcat.cache import OFF, open_cache
 from deepmcat.checkpoint import CheckpointError
 from deepmcat.config import DeepMCATConfig
 from deepmcat.families import FAMILIES
@@ -21,7 +22,7 @@ from deepmcat.io import ReadError
 from deepmcat.labels import data_root, read_labels, series_truth, unit_truth
 from deepmcat.orthanc import OrthancError
 from deepmcat.predictions import LEVELS, PRED_COLUMNS, evaluate_files, format_scores, predict_rows
-from deepmcat.sources import local_copy, redact_url
+from deepmcat.sources import is_url, local_copy, redact_url
 
 log = logging.getLogger("deepmcat")
 
@@ -41,6 +42,12 @@ def _positive(kind, zero: bool = False):
         return value
 
     return parse
+
+
+def _cache_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", help="folder of decoded headers and tensors reused by later runs (default "
+                                        "$DEEPMCAT_CACHE or ~/.cache/deepmcat; 'off': decode everything, keep "
+                                        "nothing)")
 
 
 def _workers_argument(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +95,8 @@ def _config_from_args(args) -> DeepMCATConfig:
 def cmd_train(args) -> None:
     import tempfile
 
+    if is_url(args.data):
+        args.cache = OFF  # downloaded files are new files every time: nothing to reuse
     with tempfile.TemporaryDirectory(prefix="deepmcat-dicomweb-") as tmp:
         args.data = local_copy(args.data, Path(tmp))
         _train(args)
@@ -114,7 +123,8 @@ def _fit(args, cfg: DeepMCATConfig, ranks) -> None:
 
     report = print if ranks.is_main else (lambda *a, **k: None)
     tic = time.time()
-    collection = load_collection(args.data, cfg.preprocess, progress=not args.quiet, workers=args.workers)
+    collection = load_collection(args.data, cfg.preprocess, progress=not args.quiet, workers=args.workers,
+                                 cache=open_cache(args.cache))
     if ranks.is_main:
         _report_skipped(collection.failed)
     report(f"{collection.n_files} files -> {len(collection.units)} units "
@@ -156,7 +166,7 @@ def cmd_predict(args) -> None:
     model = Model(args.model, device=args.device, unknown_percentile=args.unknown_percentile)
     tic = time.time()
     collection = load_collection(args.data, model.config.preprocess, progress=not args.quiet,
-                                 workers=args.workers)
+                                 workers=args.workers, cache=open_cache(args.cache))
     _report_skipped(collection.failed)
     rows = predict_rows(model, collection, data_root(args.data))
     write_csv(rows, args.out, PRED_COLUMNS)
@@ -172,19 +182,20 @@ def cmd_organize(args) -> None:
     from deepmcat.inference import Model
     from deepmcat.organize import Organizer
     from deepmcat.report import write_report
-    from deepmcat.sources import is_url, open_source
+    from deepmcat.sources import open_source
 
     model = Model(args.model, device=args.device, unknown_percentile=args.unknown_percentile)
     if not is_url(args.source) and not Path(args.source).exists():
         raise CLIError(f"source not found: {args.source}")
-    source = open_source(args.source)
+    cache = None if is_url(args.source) else open_cache(args.cache)  # downloads are new files every time
+    source = open_source(args.source, cache.headers if cache else None)
     truth = None
     if args.labels:
         if is_url(args.source):
             raise CLIError("--labels needs a folder source (its paths are relative to the folder)")
         truth = series_truth(source, read_labels(args.labels))
     result = Organizer(model, source, args.out, layout=args.layout, show_phi=args.show_phi,
-                       progress=not args.quiet).run()
+                       progress=not args.quiet, store=cache.store(model.config.preprocess) if cache else None).run()
     report = write_report(args.out, result.rows, truth, show_phi=args.show_phi)
     flagged = sum(r["header_agrees"] == "no" for r in result.rows)
     failed = sum(r["cluster"] == "" for r in result.rows)
@@ -348,6 +359,7 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint instead of resuming")
     t.add_argument("--distributed", action="store_true",
                    help="one of several processes started by torchrun (NCCL on GPUs, gloo on CPU)")
+    _cache_argument(t)
     _workers_argument(t)
     t.add_argument("--quiet", action="store_true")
 
@@ -364,6 +376,7 @@ def _predict_parser(r: argparse.ArgumentParser) -> None:
     r.add_argument("--out", required=True, help="predictions CSV")
     r.add_argument("--device", default="auto")
     _unknown_argument(r)
+    _cache_argument(r)
     _workers_argument(r)
     r.add_argument("--quiet", action="store_true")
 
@@ -407,6 +420,7 @@ def _organize_parser(o: argparse.ArgumentParser) -> None:
                    help="include patient name, ID and birth date in series.csv and the report")
     o.add_argument("--device", default="auto")
     _unknown_argument(o)
+    _cache_argument(o)
     o.add_argument("--quiet", action="store_true")
 
 

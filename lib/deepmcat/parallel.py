@@ -1,9 +1,10 @@
 """An ordered map over worker processes, for reading headers and decoding units of large archives.
 
 Workers are forked from a fork server, never from this process: forking a process whose torch threads run
-can deadlock. The server imports the reading and preprocessing modules once (~13 s on the 2-core machine,
-most of it MONAI's own imports), and every worker forked from it has them at no cost; small jobs stay in
-this process.
+can deadlock. The server imports the header reader once (pydicom and numpy, ~1 s on the 2-core machine),
+and every worker forked from it has it at no cost; a worker that decodes pixels imports the preprocessing
+modules at its first task (~13 s, most of it ``import monai``, which loads all of MONAI). Small jobs stay
+in this process.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from tqdm import tqdm
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: what the fork server imports before it forks workers (everything a worker task needs)
-PRELOAD = ["deepmcat.data"]
+#: what the fork server imports before it forks workers: what reading headers needs (decoding workers
+#: import the rest themselves; preloading it would make header reading wait ~13 s for MONAI)
+PRELOAD = ["deepmcat.dicom"]
 #: beyond this many workers, reading is limited by the disk rather than by the cores
 MAX_WORKERS = 16
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+from deepmcat.cache import HeaderCache
 from deepmcat.dicom import PHI_FIELDS
 from deepmcat.io import Unit, scan
 
@@ -58,9 +59,9 @@ class SeriesRef:
 class FolderSource:
     """A folder tree of DICOM and volume files (scanned once, headers only)."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, headers: HeaderCache | None = None):
         self.root = Path(root).resolve()
-        report = scan(self.root)
+        report = scan(self.root, headers=headers)
         self.skipped = report.skipped
         by_series: dict[str, list[Unit]] = defaultdict(list)
         for unit in report.units:
@@ -177,5 +178,6 @@ def local_copy(data: str, folder: Path) -> str:
     return str(folder)
 
 
-def open_source(source: str | os.PathLike):
-    return DicomWebSource(str(source)) if is_url(source) else FolderSource(source)
+def open_source(source: str | os.PathLike, headers: HeaderCache | None = None):
+    """A DICOMweb source for a URL, else a folder source (whose headers ``headers`` may hold)."""
+    return DicomWebSource(str(source)) if is_url(source) else FolderSource(source, headers)

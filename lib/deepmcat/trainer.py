@@ -26,6 +26,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from tqdm import tqdm
 
 from deepmcat import checkpoint
+from deepmcat.cache import RowView
 from deepmcat.augment import augment
 from deepmcat.clustering import confidence_temperature, embed_units, fit_clusters, squared_distances
 from deepmcat.config import DeepMCATConfig
@@ -77,7 +78,8 @@ class TrainingData:
     """What a run trains on: canonical tensors and, per unit, integer ids derived from the headers (its
     acquisition, its examination) and from clinicians' labels (its contrastive group)."""
 
-    tensors: np.ndarray
+    #: in memory, or read from the cache batch by batch (:class:`deepmcat.cache.RowView`)
+    tensors: np.ndarray | RowView
     unit_ids: list[str]
     #: the acquisition (series and image type) of each unit: one point for k-means, one cluster at the end
     acquisition_ids: np.ndarray
@@ -91,7 +93,7 @@ class TrainingData:
     fingerprint: str
 
     @classmethod
-    def build(cls, tensors: np.ndarray, unit_ids: Sequence[str], acquisitions: Sequence[str] | None,
+    def build(cls, tensors: np.ndarray | RowView, unit_ids: Sequence[str], acquisitions: Sequence[str] | None,
               studies: Sequence[str] | None, categories: Sequence[str | None] | None) -> "TrainingData":
         n = len(tensors)
         if categories is not None and len(categories) != n:
@@ -136,7 +138,7 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------- fit
 
-    def fit(self, tensors: np.ndarray, unit_ids: Sequence[str], truth: Sequence[str] | None = None,
+    def fit(self, tensors: np.ndarray | RowView, unit_ids: Sequence[str], truth: Sequence[str] | None = None,
             resume: bool = True, acquisitions: Sequence[str] | None = None, studies: Sequence[str] | None = None,
             categories: Sequence[str | None] | None = None) -> TrainResult:
         """Train on ``tensors`` (n, frames, size, size).
@@ -176,7 +178,7 @@ class Trainer:
                         acquisitions=collection.acquisitions, studies=[u.study for u in units],
                         categories=categories)
 
-    def _check(self, tensors: np.ndarray) -> None:
+    def _check(self, tensors: np.ndarray | RowView) -> None:
         """Refuse bad data or settings before anything is written."""
         cfg, t = self.cfg, self.cfg.train
         n = len(tensors)
@@ -287,11 +289,12 @@ class Trainer:
         batches = [self.ranks.split(order[i : i + bs]) for i in range(0, len(order), bs)]
         return [b for b in batches if len(b) > 1]
 
-    def _features(self, net, tensors: np.ndarray) -> np.ndarray:
+    def _features(self, net, tensors: np.ndarray | RowView) -> np.ndarray:
         """Backbone features of every unit; with several ranks each extracts its shard and all gather."""
         shard = self.ranks.shard(len(tensors))
         self.seen_units.update(int(i) for i in shard)
-        local = extract_features(net, tensors[shard], self.device, self.cfg.train.amp)
+        local = extract_features(net, tensors, self.device, self.cfg.train.amp,
+                                 indices=shard if self.ranks.active else None)
         return self.ranks.gather_rows(local, len(tensors))
 
     def _forward(self, net, v1: torch.Tensor, v2: torch.Tensor):

@@ -23,6 +23,7 @@ import torch
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
+from deepmcat.cache import TensorCache
 from deepmcat.checkpoint import atomic_write_bytes
 from deepmcat.data import load_units
 from deepmcat.inference import ModelCache
@@ -31,6 +32,9 @@ from deepmcat.stacks import merge_stacks
 from deepmcat.trainer import Trainer
 from lib.clusters import clinician_labels, collection_scores, image_path, publish_names, store_scores
 from lib.settings import AppSettings
+
+#: the tensor cache's folder inside the app's model folder
+CACHE_FOLDER = "cache"
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +114,15 @@ class DeepMCATTrain(TrainTask):
     def _train(self, cfg, datastore: Datastore, stats: dict) -> dict:
         tic = time.time()
         units, image_of = [], {}
+        cache = TensorCache(Path(self.settings.model_dir) / CACHE_FOLDER)  # a retraining decodes only new images
         for image_id, path in self._image_paths(datastore).items():
-            for unit in scan(path).units:
+            for unit in scan(path, headers=cache.headers).units:
                 units.append(unit)
                 image_of[unit.unit_id] = image_id
         if not units:
             raise ValueError("the datastore holds no readable image to train on")
         merge_stacks(units)  # images are scanned one by one: a stack stored as a series per slice spans several
-        collection = load_units(units, cfg.preprocess, progress=False)
+        collection = load_units(units, cfg.preprocess, progress=False, store=cache.store(cfg.preprocess))
         for path, reason in collection.failed:
             log.warning("skipped %s: %s", path, reason)
         labels = clinician_labels(datastore)
