@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from deepmcat.generate import generate
 from deepmcat.metrics import evaluate
 from deepmcat.provenance import machine
 
-__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "generated", "machine", "save", "score"]
+__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "generated", "machine", "rss_mb", "save", "score"]
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -42,3 +43,12 @@ def save(name: str, result: dict) -> Path:
     if os.environ.get("OUT"):
         shutil.copy(path, Path(os.environ["OUT"]) / path.name)
     return path
+
+
+def rss_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in MB, from /proc: unlike getrusage's ru_maxrss,
+    which a child inherits from the process that forked it, these belong to this process image alone."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

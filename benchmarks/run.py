@@ -20,7 +20,6 @@ import argparse
 import csv
 import datetime as dt
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import DATA, HERE, METRICS, REAL, RESULTS, generated, machine, score
+from benchmarks.common import DATA, HERE, METRICS, REAL, RESULTS, generated, machine, rss_mb, score
 from deepmcat.labels import read_labels, unit_truth
 from deepmcat.clustering import FeatureTransform, fit_clusters, kmeans
 from deepmcat.config import DeepMCATConfig
@@ -148,15 +147,6 @@ def quality(data: Path, labels: dict[str, str], suite: Suite, device: str) -> di
 
 
 # ----------------------------------------------------------------------------------------------- speed
-
-
-def rss_mb(field: str) -> float:
-    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in MB, from /proc: unlike getrusage's ru_maxrss,
-    which a child inherits from the process that forked it, these belong to this process image alone."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def clustering_probe(n: int) -> dict:

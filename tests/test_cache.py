@@ -109,3 +109,12 @@ def test_cached_headers_survive_a_group_losing_its_first_file(cine_folder, tmp_p
     again = load_collection(cine_folder, CFG, progress=False, cache=cache)
     plain = load_collection(cine_folder, CFG, progress=False)
     assert [(u.unit_id, u.files, u.meta) for u in again.units] == [(u.unit_id, u.files, u.meta) for u in plain.units]
+
+
+def test_partial_reads_go_on(cine_folder, tmp_path, monkeypatch):
+    """A read returns at most ~2 GB on Linux (20k units in one go): the store reads on until it has it all."""
+    view = load_collection(cine_folder, CFG, progress=False, cache=TensorCache(tmp_path / "cache")).tensors
+    whole = np.asarray(view)
+    preadv = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda fd, buffers, offset: preadv(fd, [buffers[0][:1000]], offset))
+    np.testing.assert_array_equal(np.asarray(view), whole)

@@ -188,13 +188,18 @@ class TensorStore:
             end = start + 1
             while end < len(rows) and rows[end] == rows[end - 1] + 1:
                 end += 1
-            want = (end - start) * self.row_bytes
-            got = os.preadv(self._fd, [flat[start * self.row_bytes : end * self.row_bytes]],
-                            int(rows[start]) * self.row_bytes)
-            if got != want:
-                raise OSError(f"{self.path}: cache file shorter than its index says (rows {rows[start]}..)")
+            self._read_into(flat[start * self.row_bytes : end * self.row_bytes], int(rows[start]) * self.row_bytes)
             start = end
         return out
+
+    def _read_into(self, buffer: memoryview, offset: int) -> None:
+        """Fill ``buffer`` from ``offset``: a read returns at most ~2 GB on Linux, so partial reads go on."""
+        done = 0
+        while done < len(buffer):
+            got = os.preadv(self._fd, [buffer[done:]], offset + done)
+            if got == 0:
+                raise OSError(f"{self.path}: cache file shorter than its index says (byte {offset + done})")
+            done += got
 
     # ------------------------------------------------------------------------------------------ writing
 
