@@ -20,9 +20,10 @@ from deepmcat.units import ReadError, Unit, UnitPixels, frames_to_read
 
 #: patient identifiers: kept for ``organize --show-phi``, never written out otherwise
 PHI_FIELDS = ("PatientName", "PatientID", "PatientBirthDate")
-#: headers read in ~1.3 ms a file on one core; header-reading workers start in ~0.5 s on the 2-core machine
-#: (measured: 7,445 files in 10.7 s by one process, 5.5 s by two), which 1,000 files (~1.3 s) repay
-PARALLEL_MIN_FILES = 1_000
+#: headers read in ~1.3 ms a file on one core; each worker first imports the entry point's module again
+#: (``deepmcat`` imports torch: ~4.6 s on the 2-core machine), and measured there 6,733 files took 18.2 s in
+#: one process but 26.7 s with 2 workers (benchmarks/results/reading-16s-*.json): only large archives gain
+PARALLEL_MIN_FILES = 15_000
 
 
 def _orientation_key(ds) -> tuple:

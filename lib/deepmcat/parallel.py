@@ -1,8 +1,9 @@
 """An ordered map over worker processes, for reading headers and decoding units of large archives.
 
 Workers are forked from a fork server, never from this process: forking a process whose torch threads run
-can deadlock. The server imports the header reader once (pydicom and numpy, ~1 s on the 2-core machine),
-and every worker forked from it has it at no cost; a worker that decodes pixels imports the preprocessing
+can deadlock. The server imports the header reader once (pydicom and numpy, ~1 s on the 2-core machine);
+every worker then imports the entry point's module again (multiprocessing's rule; ~4.6 s for the
+``deepmcat`` command, which imports torch), and a worker that decodes pixels imports the preprocessing
 modules at its first task (~13 s, most of it ``import monai``, which loads all of MONAI). Small jobs stay
 in this process.
 """
