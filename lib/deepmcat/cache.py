@@ -58,6 +58,18 @@ def _connect(path: Path, schema: str) -> sqlite3.Connection:
     return db
 
 
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, rolled back when what it runs fails."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 def file_stamp(path: str) -> tuple[int, int] | None:
     """(size, modification time in ns) of a file, or None when it cannot be stat'ed."""
     try:
@@ -98,18 +110,8 @@ class HeaderCache:
             stamp = file_stamp(record[0])
             if stamp is not None:
                 rows.append((record[0], *stamp, json.dumps(record)))
-        with self._transaction():
+        with _transaction(self.db):
             self.db.executemany("INSERT OR REPLACE INTO headers VALUES (?, ?, ?, ?)", rows)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
 
 def unit_key(unit: Unit) -> str | None:
@@ -223,9 +225,8 @@ class TensorStore:
             rows[keep] = np.arange(first, first + len(keep))
             entries = [(keys[i], int(rows[i]), zlib.crc32(data[j * self.row_bytes : (j + 1) * self.row_bytes]))
                        for j, i in enumerate(keep)]
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", entries)
-            self.db.execute("COMMIT")
+            with _transaction(self.db):
+                self.db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", entries)
         return rows
 
 
