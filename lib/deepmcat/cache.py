@@ -205,16 +205,14 @@ class TensorStore:
 
     # ------------------------------------------------------------------------------------------ writing
 
-    def append(self, keys: Sequence[str | None], tensors: Sequence[np.ndarray]) -> np.ndarray:
+    def append(self, keys: Sequence[str], tensors: Sequence[np.ndarray]) -> np.ndarray:
         """Write tensors at the end of the file, then index them (a crash in between leaves unindexed bytes,
-        never an index entry without its row); returns their rows (-1 for a key that is None)."""
-        rows = np.full(len(keys), -1, np.int64)
-        keep = [i for i, k in enumerate(keys) if k is not None]
-        if not keep:
-            return rows
-        data = b"".join(np.ascontiguousarray(tensors[i], np.float32).tobytes() for i in keep)
-        if len(data) != len(keep) * self.row_bytes:
-            raise ValueError(f"tensors of shape {np.shape(tensors[keep[0]])} do not fit rows of {self.shape}")
+        never an index entry without its row); returns their rows."""
+        if not keys:
+            return np.zeros(0, np.int64)
+        data = b"".join(np.ascontiguousarray(t, np.float32).tobytes() for t in tensors)
+        if len(data) != len(keys) * self.row_bytes:
+            raise ValueError(f"tensors of shape {np.shape(tensors[0])} do not fit rows of {self.shape}")
         with open(self.folder / "lock", "w") as lock, open(self.path, "r+b") as fh:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time across processes (server and CLI)
             first = os.fstat(fh.fileno()).st_size // self.row_bytes
@@ -222,9 +220,9 @@ class TensorStore:
             fh.seek(first * self.row_bytes)
             fh.write(data)
             fh.flush()
-            rows[keep] = np.arange(first, first + len(keep))
-            entries = [(keys[i], int(rows[i]), zlib.crc32(data[j * self.row_bytes : (j + 1) * self.row_bytes]))
-                       for j, i in enumerate(keep)]
+            rows = np.arange(first, first + len(keys))
+            entries = [(key, int(row), zlib.crc32(data[j * self.row_bytes : (j + 1) * self.row_bytes]))
+                       for j, (key, row) in enumerate(zip(keys, rows))]
             with _transaction(self.db):
                 self.db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", entries)
         return rows

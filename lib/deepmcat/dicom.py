@@ -125,9 +125,8 @@ def read_records(files: Sequence[str], workers: int | None = 1, progress: bool =
     """Each file's header record, in file order: from ``headers`` where it holds the unchanged file,
     otherwise read (by ``workers`` processes when there are enough files to pay for starting them) and
     added to it."""
-    records: list = headers.get(files) if headers else [None] * len(files)
-    if headers:
-        records = [_from_json(r) if r is not None else None for r in records]
+    cached = headers.get(files) if headers else [None] * len(files)
+    records: list = [_from_json(r) if r is not None else None for r in cached]
     missing = [i for i, r in enumerate(records) if r is None]
     batches = [missing[i : i + HEADER_BATCH] for i in range(0, len(missing), HEADER_BATCH)]
     done = ordered_map(header_records, [[files[i] for i in b] for b in batches], workers,
