@@ -1,5 +1,5 @@
 """What every benchmark shares: where data, models and results live, the machine a figure was measured on,
-the scores of one clustering, and generated data sets cached by their generator settings."""
+where results are saved, and this process's memory."""
 
 from __future__ import annotations
 
@@ -9,30 +9,15 @@ import resource
 import shutil
 from pathlib import Path
 
-from deepmcat.generate import generate
-from deepmcat.metrics import evaluate
 from deepmcat.provenance import machine
 
-__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "generated", "machine", "rss_mb", "save", "score"]
+__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "machine", "rss_mb", "save"]
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DATA = HERE / ".data"
 REAL = HERE.parents[1] / "shared" / "data" / "real"
 METRICS = ("purity", "nmi", "ari", "acc", "worst_recall")
-
-
-def score(truth, assignments) -> dict:
-    """The headline metrics of one clustering, rounded (and the worst category's name)."""
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in evaluate(truth, assignments).items()}
-
-
-def generated(subjects: int, balanced: bool, seed: int = 0) -> Path:
-    """A generated CMR set (``deepmcat generate``), made once under benchmarks/.data."""
-    data = DATA / f"cmr-{'balanced' if balanced else 'imbalanced'}-{subjects}s-seed{seed}"
-    if not (data / "labels.csv").is_file():
-        generate(data, subjects, seed=seed, balanced=balanced, progress=False)
-    return data
 
 
 def save(name: str, result: dict) -> Path:

@@ -52,22 +52,23 @@ SETS = {"classic": ("classic", "dicom"), "torso": ("torso", "dicom"), "blob": ("
         "classic-nifti": ("classic", "nifti"), "torso-nifti": ("torso", "nifti")}
 
 
-def dataset(name: str, subjects: int, seed: int) -> Path:
+def dataset(name: str, subjects: int, seed: int, balanced: bool = False) -> Path:
+    """A generated set of one family and format, made once under benchmarks/.data."""
     family, fmt = SETS[name]
-    data = DATA / f"{name}-imbalanced-{subjects}s-seed{seed}"
+    data = DATA / f"{name}-{'balanced' if balanced else 'imbalanced'}-{subjects}s-seed{seed}"
     if not (data / "labels.csv").is_file():
-        generate(data, subjects, seed=seed, balanced=False, fmt=fmt, family=family, progress=False, workers=0)
+        generate(data, subjects, seed=seed, balanced=balanced, fmt=fmt, family=family, progress=False, workers=0)
     return data
 
 
 class Scorer:
     """Acquisition-level truth of one collection, and the scores of per-unit clusters against it."""
 
-    def __init__(self, collection: Collection, data: Path):
+    def __init__(self, collection: Collection, data: Path, labels: dict[str, str] | None = None):
         self.collection = collection
-        truth = unit_truth(collection.units, read_labels(data / "labels.csv"), data)
+        truth = unit_truth(collection.units, read_labels(data / "labels.csv") if labels is None else labels, data)
         if truth is None:
-            raise ValueError(f"{data}: labels.csv does not cover every unit")
+            raise ValueError(f"{data}: the labels do not cover every unit")
         self.unit_truth = truth
         self.keys = sorted({u.acquisition for u in collection.units})
         self.index = {k: i for i, k in enumerate(self.keys)}
@@ -110,6 +111,13 @@ def cluster_scores(scorer: Scorer, features: np.ndarray, cfg: DeepMCATConfig, se
     return scorer.score(scorer.vote(result.assignments))
 
 
+def predicted_scores(scorer: Scorer, model: Model, data: Path) -> dict:
+    """A trained model scored on what ``predict`` outputs: each acquisition's cluster as ``predict_rows`` gives it."""
+    rows = predict_rows(model, scorer.collection, data)
+    acquisition_cluster = {r["acquisition"]: int(r["acquisition_cluster"]) for r in rows}
+    return scorer.score([acquisition_cluster[k] for k in scorer.keys])
+
+
 def run_set(name: str, args, device: torch.device, out: dict, save) -> None:
     """Fill ``out`` with the set's results, calling ``save`` after each step (a cut-off run keeps what it did)."""
     data = dataset(name, args.subjects, args.data_seed)
@@ -148,9 +156,7 @@ def run_set(name: str, args, device: torch.device, out: dict, save) -> None:
         Trainer(run_cfg, model_dir, progress=False).fit_collection(collection, resume=False)
         out["train_seconds"].append(round(time.time() - tic, 1))
         model = Model(model_dir, device=str(device))
-        rows = predict_rows(model, collection, data)
-        acquisition_cluster = {r["acquisition"]: int(r["acquisition_cluster"]) for r in rows}
-        runs.append(scorer.score([acquisition_cluster[k] for k in scorer.keys]))
+        runs.append(predicted_scores(scorer, model, data))
         probes.append(scorer.probe(extract_features(model.net, collection.tensors, device, cfg.train.amp), cfg))
         print(f"  deepmcat seed {seed}: {runs[-1]['purity']:.3f} purity, {runs[-1]['nmi']:.3f} NMI, worst recall "
               f"{runs[-1]['worst_recall']:.2f} ({runs[-1]['worst_recall_category']}), {out['train_seconds'][-1]:.0f}s",
