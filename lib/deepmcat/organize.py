@@ -4,9 +4,8 @@ Streams series by series (bounded memory). Each result goes at once into ``OUT/j
 line per series stamped with the model that made it, flushed and fsync'd, so an interrupted run resumes where
 it stopped: a torn last line is dropped, a series categorised by another model is redone, and a lock file
 keeps two runs from writing one folder. ``series.csv`` and ``embeddings.csv`` are rewritten from the journal
-(atomically) at the end. When all series are done the header check runs: each SeriesDescription is mapped to
-the cluster most of its series fall in, and series whose own cluster differs are flagged — the headers a
-PACS cannot be trusted with.
+(atomically) at the end. When all series are done the header check (:mod:`deepmcat.headercheck`) flags the
+series whose SeriesDescription disagrees with their content.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import logging
 import os
 import shutil
 import time
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
@@ -30,6 +28,7 @@ from tqdm import tqdm
 from deepmcat.checkpoint import atomic_write_bytes
 from deepmcat.cache import TensorStore
 from deepmcat.data import load_units
+from deepmcat.headercheck import header_check
 from deepmcat.inference import Model, series_vote
 from deepmcat.sources import PHI_FIELDS, SeriesRef, SourceUnavailable
 from deepmcat.tables import safe_cell, write_csv
@@ -107,27 +106,6 @@ def read_journal(out: Path, model_stamp: str) -> dict[str, dict]:
     return entries
 
 
-def header_check(rows: list[dict]) -> None:
-    """Fill ``header_category``/``header_agrees``: a description's category is the majority cluster of the
-    series carrying it; a series disagrees when its own cluster is another one. Unknown series (unlike every
-    learned category) are not compared."""
-    clusters_of: dict[str, Counter] = defaultdict(Counter)
-    name_of: dict[str, str] = {}
-    for r in rows:
-        if r["cluster"] != "" and r.get("novel") != "yes":
-            name_of[r["cluster"]] = r["category"]
-            if r["series_description"].strip():
-                clusters_of[r["series_description"].strip().lower()][r["cluster"]] += 1
-    for r in rows:
-        desc = r["series_description"].strip().lower()
-        if r["cluster"] == "" or not desc or r.get("novel") == "yes" or not clusters_of[desc]:
-            r["header_category"], r["header_agrees"] = "", ""
-            continue
-        majority = clusters_of[desc].most_common(1)[0][0]
-        r["header_category"] = name_of[majority]
-        r["header_agrees"] = "yes" if majority == r["cluster"] else "no"
-
-
 class Organizer:
     """Categorises a source's series into ``out``; ``run()`` is resumable."""
 
@@ -185,7 +163,7 @@ class Organizer:
     def publish(self, finished: dict[str, dict]) -> list[dict]:
         """Rewrite ``series.csv`` (header check over every row) and ``embeddings.csv`` from the entries."""
         rows = [{k: str(v) for k, v in e["row"].items()} for e in finished.values()]  # as series.csv holds them
-        header_check(rows)
+        header_check(rows, [e["embedding"] for e in finished.values()])
         write_csv(rows, self.out / SERIES_CSV, self.columns)
         embeddings = "".join(",".join([safe_cell(e["row"]["series_uid"]), *(f"{v:.5f}" for v in e["embedding"])])
                              + "\n" for e in finished.values() if e["embedding"] is not None)

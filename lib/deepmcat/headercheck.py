@@ -1,0 +1,87 @@
+"""Which series' SeriesDescription disagrees with their content: the headers a PACS cannot be trusted with.
+
+A series is flagged when two signs agree:
+
+- **its cluster** is not the one most series with its description fall in (k-means' partition), and
+- **its embedding** is an outlier: its margin — cosine similarity to the nearest *other* description's mean
+  embedding, less that to its own description's mean without itself — lies above Tukey's upper fence
+  (Q3 + 1.5 × IQR) of the margins of the whole archive.
+
+The cluster sign alone flags every series of a category that k-means happened to split (23 % of the correct
+headers of a 16-subject archive); the margin alone flags series whose description has a synonym another
+vendor uses. Together they are rare on correct headers (``benchmarks/header_check.py``). The fence adapts to
+the model and the archive; the margin needs a description with another series and enough series for
+quartiles, so a description seen once is never flagged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Sequence
+
+import numpy as np
+
+#: Tukey's outlier fence, in interquartile ranges above the third quartile (the textbook value, not tuned)
+FENCE = 1.5
+#: fewest comparable series for quartiles that mean something
+MIN_SERIES = 8
+
+
+def _description(row: dict) -> str:
+    return row["series_description"].strip().lower()
+
+
+def _comparable(row: dict) -> bool:
+    """A series with a cluster, not unknown, with a description."""
+    return row["cluster"] != "" and row.get("novel") != "yes" and bool(_description(row))
+
+
+def description_margins(descriptions: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+    """Per series: similarity to the nearest other description's mean embedding minus that to its own
+    description's mean without itself (NaN where its description has no other series, or no other description
+    has two). A description seen once is no one's nearest other: one series says little about what a
+    description holds. Embeddings are L2-normalised first."""
+    x = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    names = sorted(set(descriptions))
+    index = np.array([names.index(d) for d in descriptions])
+    sums = np.stack([x[index == j].sum(axis=0) for j in range(len(names))])
+    counts = np.bincount(index, minlength=len(names))
+    means = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    margins = np.full(len(x), np.nan)
+    to_means = np.where(counts >= 2, x @ means.T, -np.inf)
+    for i, j in enumerate(index):
+        others = np.delete(to_means[i], j)
+        if counts[j] < 2 or not np.isfinite(others).any():
+            continue
+        own = sums[j] - x[i]
+        own_sim = float(x[i] @ own) / max(float(np.linalg.norm(own)), 1e-12)
+        margins[i] = float(others.max()) - own_sim
+    return margins
+
+
+def header_check(rows: list[dict], embeddings: Sequence[np.ndarray | None]) -> None:
+    """Fill each row's ``header_category`` (the category most series with its description fall in) and
+    ``header_agrees`` ("no" when flagged, "yes" when compared and not flagged, "" when not compared: unknown
+    or unreadable series, no description)."""
+    clusters_of: dict[str, Counter] = defaultdict(Counter)
+    name_of: dict[str, str] = {}
+    for r in rows:
+        if _comparable(r):
+            name_of[r["cluster"]] = r["category"]
+            clusters_of[_description(r)][r["cluster"]] += 1
+    compared = [i for i, r in enumerate(rows) if _comparable(r) and embeddings[i] is not None]
+    outlier = np.zeros(len(rows), bool)
+    if len(compared) >= MIN_SERIES:
+        margins = description_margins([_description(rows[i]) for i in compared],
+                                      np.stack([np.asarray(embeddings[i], np.float32) for i in compared]))
+        known = margins[~np.isnan(margins)]
+        if len(known) >= MIN_SERIES:
+            q1, q3 = np.percentile(known, [25, 75])
+            outlier[compared] = np.nan_to_num(margins, nan=-np.inf) > q3 + FENCE * (q3 - q1)
+    for i, r in enumerate(rows):
+        if not _comparable(r):
+            r["header_category"], r["header_agrees"] = "", ""
+            continue
+        majority = clusters_of[_description(r)].most_common(1)[0][0]
+        r["header_category"] = name_of[majority]
+        r["header_agrees"] = "no" if majority != r["cluster"] and outlier[i] else "yes"
