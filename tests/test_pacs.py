@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pydicom
@@ -199,29 +199,30 @@ def test_organize_the_pacs_flags_wrong_headers(orthanc, pacs_model, archive, n_s
     assert len(rows) == n_series and len({r["series_uid"] for r in rows}) == n_series
     assert all(r["location"].startswith(f"{orthanc}/dicom-web/studies/") and r["error"] == "" for r in rows)
 
-    # the header rule: a series is flagged when its description's (clear) majority cluster is not its own;
-    # unknown series (like no learned category) are not compared
+    # the header rule: a flagged series is never in its description's majority cluster; unknown series (like
+    # no learned category) are not compared
     known = [r for r in rows if r["novel"] != "yes"]
     assert all(r["header_agrees"] == "" for r in rows if r["novel"] == "yes")
-    by_desc = defaultdict(list)
+    by_desc = defaultdict(Counter)
     for r in known:
-        by_desc[r["series_description"].lower()].append(r["cluster"])
+        by_desc[r["series_description"].lower()][r["cluster"]] += 1
     for r in known:
-        counts = sorted(((by_desc[r["series_description"].lower()].count(c), c) for c in
-                         set(by_desc[r["series_description"].lower()])), reverse=True)
-        if len(counts) == 1 or counts[0][0] > counts[1][0]:
-            assert (r["header_agrees"] == "no") == (counts[0][1] != r["cluster"]), r
-    # against the generator's truth: the wrong headers are flagged
+        if r["header_agrees"] == "no":
+            assert by_desc[r["series_description"].lower()].most_common(1)[0][0] != r["cluster"], r
+    # against the generator's truth: few correct headers flagged (flagging everything fails), wrong ones caught
     truth = series_truth(archive)
     description_of = {}
     for folder in truth:
         with open(next((archive / folder).glob("*.dcm")), "rb") as fh:
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
             description_of[str(ds.SeriesInstanceUID) + ds.SeriesDescription] = truth[folder]
-    wrong = [r for r in rows if description_of[r["series_uid"] + r["series_description"]]["wrong"]]
-    assert len(wrong) >= 3
-    flagged = [r for r in wrong if r["header_agrees"] == "no"]
-    assert len(flagged) >= 0.7 * len(wrong), (len(flagged), len(wrong))
+    wrong = [r for r in known if description_of[r["series_uid"] + r["series_description"]]["wrong"]]
+    right = [r for r in known if not description_of[r["series_uid"] + r["series_description"]]["wrong"]]
+    assert len(wrong) >= 3 and len(right) >= 20
+    false_flags = [r["location"] for r in right if r["header_agrees"] == "no"]
+    assert len(false_flags) <= 0.05 * len(right), false_flags
+    caught = [r for r in wrong if r["header_agrees"] == "no"]
+    assert len(caught) >= 0.3 * len(wrong), (len(caught), len(wrong))
 
     report = (out / "report.html").read_text()
     assert "Header disagrees with content" in report and "data:image/png;base64," in report

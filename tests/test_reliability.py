@@ -304,7 +304,7 @@ def test_load_of_8_concurrent_clients(trained, app_server, app_studies, app_trut
         answer = json.loads(answer)
         return image, answer["cluster"], answer["category"], round(answer["confidence"], 3)
 
-    sequential = {one(i)[0]: one(i)[1:] for i in range(len(images))}  # each image's answer, asked alone
+    sequential = {image: tuple(rest) for image, *rest in map(one, range(len(images)))}  # each asked alone
     rss_before = psutil.Process(pid).memory_info().rss
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(one, range(96)))

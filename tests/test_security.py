@@ -118,43 +118,6 @@ def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path, small_budget)
     assert "exceeds the limit" in read_error(tmp_path)
 
 
-def encapsulated(tmp_path: Path, name: str, syntax: str, frame: bytes, rows: int, cols: int) -> Path:
-    import numpy as np
-    import pydicom
-    from pydicom.encaps import encapsulate
-
-    from tests.helpers import write_dicom
-
-    path = write_dicom(tmp_path / name, np.zeros((rows, cols), np.uint16), "1.2.4")
-    ds = pydicom.dcmread(path)
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
-    ds.PixelData = encapsulate([frame])
-    ds["PixelData"].VR = "OB"
-    ds.is_little_endian, ds.is_implicit_VR = True, False
-    ds.save_as(path)
-    return path
-
-
-def test_an_rle_bomb_is_refused_before_it_is_decoded(tmp_path):
-    import struct
-
-    # one segment of 1,000 replicate runs of 128 bytes each: 128 kB from 2 kB, for a 64 x 64 image (4 kB)
-    frame = struct.pack("<16I", 1, 64, *([0] * 14)) + b"\x81\x00" * 1000
-    encapsulated(tmp_path, "rle.dcm", "1.2.840.10008.1.2.5", frame, 64, 64)
-    assert "decodes to more than its 4096 declared bytes" in read_error(tmp_path)
-
-
-def test_a_jpeg2000_codestream_larger_than_its_header_is_refused(tmp_path):
-    import pydicom
-    from pydicom.data import get_testdata_file
-
-    ds = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
-    ds.Rows, ds.Columns = 16, 16  # the codestream still declares 64 x 64
-    ds.save_as(tmp_path / "j2k.dcm")
-    assert "declares 64x64x1 in its compressed data, the header 16x16x1" in read_error(tmp_path)
-
-
 def test_vector_components_count_in_the_budget(tmp_path, small_budget):
     import itk
     import numpy as np
