@@ -258,32 +258,43 @@ def _step(argv: list[str]) -> None:
 
 
 def cmd_demo(args) -> None:
+    import resource
+
     from deepmcat.provenance import machine
 
     tic = time.time()
     data, model_dir = Path(args.data), Path(args.out)
     quiet = ["--quiet"] if args.quiet else []
+    stage_seconds: dict[str, float] = {}
+
+    def stage(name: str, argv: list[str]) -> None:
+        start = time.time()
+        _step(argv)
+        stage_seconds[name] = round(time.time() - start, 1)
+
     if not (data / "labels.csv").is_file():
         print(f"generating demo data ({args.subjects} synthetic subjects, imbalanced) in {data} ...")
-        _step(["generate", "--out", str(data), "--subjects", str(args.subjects), "--seed", str(args.seed),
-               "--imbalanced", "--workers", str(args.workers), *quiet])
+        stage("generate", ["generate", "--out", str(data), "--subjects", str(args.subjects), "--seed", str(args.seed),
+                           "--imbalanced", "--workers", str(args.workers), *quiet])
     else:
         print(f"using existing demo data in {data}")
     n_categories = len(set(read_labels(data / "labels.csv").values()))
     epochs = [f"--{flag}={value}" for flag, value in (("epochs", args.epochs), ("warmup-epochs", args.warmup_epochs))
               if value is not None]
-    _step(["train", "--data", str(data), "--out", str(model_dir), "--clusters", str(n_categories), "--device",
-           args.device, "--seed", str(args.seed), "--labels", str(data / "labels.csv"), "--fresh", "--workers",
-           str(args.workers), *epochs, *quiet])
+    stage("train", ["train", "--data", str(data), "--out", str(model_dir), "--clusters", str(n_categories), "--device",
+                    args.device, "--seed", str(args.seed), "--labels", str(data / "labels.csv"), "--fresh",
+                    "--workers", str(args.workers), *epochs, *quiet])
     preds = model_dir / "predictions.csv"
-    _step(["predict", "--model", str(model_dir), "--data", str(data), "--out", str(preds), "--device", args.device,
-           "--workers", str(args.workers), *quiet])
+    stage("predict", ["predict", "--model", str(model_dir), "--data", str(data), "--out", str(preds), "--device",
+                      args.device, "--workers", str(args.workers), *quiet])
     tables = {level: evaluate_files(preds, data / "labels.csv", level=level) for level in ("acquisition", "unit")}
     print("\nDeepMCAT on the demo data (clusters scored against the generator's categories):")
     print(format_scores(tables["acquisition"]) + "\n" + format_scores(tables["unit"]).splitlines()[-1])
+    peak_mb = {who: round(resource.getrusage(flag).ru_maxrss / 1024, 1)
+               for who, flag in (("this_process", resource.RUSAGE_SELF), ("largest_worker", resource.RUSAGE_CHILDREN))}
     result = {"subjects": args.subjects, "seed": args.seed, "seconds": round(time.time() - tic, 1),
-              "machine": machine(), "scores": {k: {m: v for m, v in t.items() if m != "composition"}
-                                               for k, t in tables.items()}}
+              "stage_seconds": stage_seconds, "peak_rss_mb": peak_mb, "machine": machine(),
+              "scores": {k: {m: v for m, v in t.items() if m != "composition"} for k, t in tables.items()}}
     (model_dir / "demo-result.json").write_text(json.dumps(result, indent=1))
     print(f"(written to {model_dir / 'demo-result.json'})")
     if args.no_serve:
