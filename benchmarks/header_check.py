@@ -128,7 +128,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["classic", "torso", "blob"])
     parser.add_argument("--subjects", type=int, default=16)
     parser.add_argument("--data-seed", type=int, default=7, dest="data_seed")
-    parser.add_argument("--fraction", type=float, default=0.1)
+    parser.add_argument("--fraction", type=float, default=0.1,
+                        help="share of series given another description (0: every header right, false flags only)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model-dir", nargs="*", default=[], dest="model_dir", metavar="SET=DIR",
                         help="an already trained model of a set (trained with the defaults on that set)")
@@ -137,7 +138,8 @@ def main() -> None:
     results = {"date": dt.date.today().isoformat(), "machine": machine(), "subjects": args.subjects,
                "data_seed": args.data_seed, "fraction": args.fraction, "repeats": args.repeats,
                "chosen_on": ["classic", "torso", "the PACS test's archive"], "held_out": ["blob"], "sets": {}}
-    tag = f"header-check-{'-'.join(args.sets)}-{args.subjects}s-{results['date']}"
+    tag = (f"header-check-{'-'.join(args.sets)}-{args.subjects}s-{results['date']}"
+           + ("-all-correct" if args.fraction == 0 else ""))
     for name in args.sets:
         results["sets"][name] = run_set(name, args)
         path = save(tag, results)
