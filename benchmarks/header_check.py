@@ -24,7 +24,6 @@ import datetime as dt
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,7 +34,7 @@ from benchmarks.common import HERE, machine, save  # noqa: E402
 from benchmarks.families import dataset  # noqa: E402
 from deepmcat.config import DeepMCATConfig  # noqa: E402
 from deepmcat.data import load_collection  # noqa: E402
-from deepmcat.headercheck import header_check  # noqa: E402
+from deepmcat.headercheck import description_key, header_check, majority_clusters  # noqa: E402
 from deepmcat.inference import Model  # noqa: E402
 from deepmcat.labels import read_labels  # noqa: E402
 from deepmcat.organize import Organizer, read_journal  # noqa: E402
@@ -69,11 +68,8 @@ def description_categories(data: Path) -> dict[str, str]:
 
 def cluster_rule(rows: list[dict]) -> np.ndarray:
     """The rule before: a series is flagged when its cluster is not its description's majority cluster."""
-    majority: dict[str, Counter] = {}
-    for r in rows:
-        majority.setdefault(r["series_description"].strip().lower(), Counter())[r["cluster"]] += 1
-    return np.array([majority[r["series_description"].strip().lower()].most_common(1)[0][0] != r["cluster"]
-                     for r in rows])
+    majority = majority_clusters(rows)
+    return np.array([majority.get(description_key(r), r["cluster"]) != r["cluster"] for r in rows])
 
 
 def scores(flags: np.ndarray, wrong: np.ndarray) -> dict:

@@ -27,13 +27,14 @@ FENCE = 1.5
 MIN_SERIES = 8
 
 
-def _description(row: dict) -> str:
+def description_key(row: dict) -> str:
+    """What series of one description share: the SeriesDescription without case or outer spaces."""
     return row["series_description"].strip().lower()
 
 
 def _comparable(row: dict) -> bool:
     """A series with a cluster, not unknown, with a description."""
-    return row["cluster"] != "" and row.get("novel") != "yes" and bool(_description(row))
+    return row["cluster"] != "" and row.get("novel") != "yes" and bool(description_key(row))
 
 
 def description_margins(descriptions: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
@@ -59,20 +60,25 @@ def description_margins(descriptions: Sequence[str], embeddings: np.ndarray) -> 
     return margins
 
 
+def majority_clusters(rows: list[dict]) -> dict[str, str]:
+    """Description key → the cluster most of its comparable series fall in (a tie: the first seen)."""
+    clusters_of: dict[str, Counter] = defaultdict(Counter)
+    for r in rows:
+        if _comparable(r):
+            clusters_of[description_key(r)][r["cluster"]] += 1
+    return {d: counts.most_common(1)[0][0] for d, counts in clusters_of.items()}
+
+
 def header_check(rows: list[dict], embeddings: Sequence[np.ndarray | None]) -> None:
     """Fill each row's ``header_category`` (the category most series with its description fall in) and
     ``header_agrees`` ("no" when flagged, "yes" when compared and not flagged, "" when not compared: unknown
     or unreadable series, no description)."""
-    clusters_of: dict[str, Counter] = defaultdict(Counter)
-    name_of: dict[str, str] = {}
-    for r in rows:
-        if _comparable(r):
-            name_of[r["cluster"]] = r["category"]
-            clusters_of[_description(r)][r["cluster"]] += 1
+    majority_of = majority_clusters(rows)
+    name_of = {r["cluster"]: r["category"] for r in rows if _comparable(r)}
     compared = [i for i, r in enumerate(rows) if _comparable(r) and embeddings[i] is not None]
     outlier = np.zeros(len(rows), bool)
     if len(compared) >= MIN_SERIES:
-        margins = description_margins([_description(rows[i]) for i in compared],
+        margins = description_margins([description_key(rows[i]) for i in compared],
                                       np.stack([np.asarray(embeddings[i], np.float32) for i in compared]))
         known = margins[~np.isnan(margins)]
         if len(known) >= MIN_SERIES:
@@ -82,6 +88,6 @@ def header_check(rows: list[dict], embeddings: Sequence[np.ndarray | None]) -> N
         if not _comparable(r):
             r["header_category"], r["header_agrees"] = "", ""
             continue
-        majority = clusters_of[_description(r)].most_common(1)[0][0]
+        majority = majority_of[description_key(r)]
         r["header_category"] = name_of[majority]
         r["header_agrees"] = "no" if majority != r["cluster"] and outlier[i] else "yes"
