@@ -1,6 +1,6 @@
 """The quality suite: DeepMCAT against baselines on generated and real images, every method scored alike.
 
-    python -m benchmarks.run --suite quick      # 2-core CPU: about 15 minutes
+    python -m benchmarks.run --suite quick      # 2-core CPU: about 30 minutes (32.4 measured 2026-11-27)
     python -m benchmarks.run --suite full       # 150 generated subjects a set, 3 seeds (hours on 2 cores)
     python -m benchmarks.run --table results/quick-<date>.json   # the tables of an earlier run
 
