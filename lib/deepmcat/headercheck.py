@@ -43,10 +43,10 @@ def description_margins(descriptions: Sequence[str], embeddings: np.ndarray) -> 
     has two). A description seen once is no one's nearest other: one series says little about what a
     description holds. Embeddings are L2-normalised first."""
     x = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    names = sorted(set(descriptions))
-    index = np.array([names.index(d) for d in descriptions])
-    sums = np.stack([x[index == j].sum(axis=0) for j in range(len(names))])
-    counts = np.bincount(index, minlength=len(names))
+    index = np.unique(np.asarray(descriptions), return_inverse=True)[1].reshape(-1)
+    counts = np.bincount(index)
+    sums = np.zeros((len(counts), x.shape[1]))
+    np.add.at(sums, index, x)
     means = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     margins = np.full(len(x), np.nan)
     to_means = np.where(counts >= 2, x @ means.T, -np.inf)
