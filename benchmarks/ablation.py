@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "baseline": {},
     "rotate180": {"augment": {"rotate_deg": 180.0}},
     "flip": {"augment": {"flip": 0.5}},
+    "rotate180_flip": {"augment": {"rotate_deg": 180.0, "flip": 0.5}},
     "zoom_out": {"augment": {"crop_area": (0.35, 2.0)}},
     "curve": {"augment": {"curve": 0.8}},
     "geometry": {"augment": {"rotate_deg": 180.0, "flip": 0.5, "crop_area": (0.35, 2.0)}},

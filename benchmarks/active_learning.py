@@ -40,7 +40,8 @@ BUDGETS = (0, 1, 2, 3, 5)
 
 def acquisition_scores(model: Model, collection, truth: list[str]):
     """Per acquisition: its score (cluster by vote, confidence, distance) and its true category."""
-    preds = model.predict(collection.tensors, k=1, acquisitions=collection.acquisitions)
+    preds = model.predict(collection.tensors, k=1, acquisitions=collection.acquisitions,
+                          structure=collection.structure)
     members: dict[str, list] = defaultdict(list)
     for unit, pred, category in zip(collection.units, preds, truth):
         members[unit.acquisition].append((pred, category))

@@ -65,8 +65,8 @@ def main() -> None:
         model = Model(out, device="cpu")
         collection = load_collection(data, model.config.preprocess, progress=False)
         truth = unit_truth(collection.units, read_labels(data / "labels.csv"), data.resolve())
-        scores = evaluate(truth, [q.cluster for q in model.predict(collection.tensors,
-                                                                     acquisitions=collection.acquisitions)])
+        scores = evaluate(truth, [q.cluster for q in model.predict(collection.tensors, acquisitions=collection.acquisitions,
+                                                                     structure=collection.structure)])
         units = len(collection.units)
         rows.append({"processes": n, "threads_per_process": int(env["OMP_NUM_THREADS"]), "seconds": round(seconds, 1),
                      "units": units, "units_x_epochs_per_s": round(units * (args.warmup + args.epochs) / seconds, 1),

@@ -52,7 +52,7 @@ RULE_PERCENTILES = (95.0, 99.0, 99.9, 100.0)
 
 def unknown_by_acquisition(model: Model, collection: Collection) -> dict[str, bool]:
     """Whether each acquisition of ``collection`` is answered unknown (the series vote inference applies)."""
-    preds = model.predict(collection.tensors, acquisitions=collection.acquisitions)
+    preds = model.predict(collection.tensors, acquisitions=collection.acquisitions, structure=collection.structure)
     by_acq: dict[str, list] = {}
     for key, pred in zip(collection.acquisitions, preds):
         by_acq.setdefault(key, []).append(pred)
@@ -91,7 +91,7 @@ class Scorer:
         self.mean = feats.mean(axis=0)
         a = model.transform.matrix
         self.basis = np.linalg.qr(a.T)[0]  # orthonormal basis of the PCA subspace (whitening folded in a)
-        self.train_embedded = model.embed(train.tensors, train.acquisitions)
+        self.train_embedded = model.embed(train.tensors, train.acquisitions, train.structure)
         self.norm_median = float(np.median(self.pca_norms(feats)))
         self.train_scores = self.scores(train, feats)
 
@@ -103,7 +103,7 @@ class Scorer:
 
     def scores(self, collection: Collection, feats: np.ndarray | None = None) -> dict[str, np.ndarray]:
         feats = self.features(collection) if feats is None else feats
-        embedded = self.model.embed(collection.tensors, collection.acquisitions)
+        embedded = self.model.embed(collection.tensors, collection.acquisitions, collection.structure)
         d2 = squared_distances(embedded, self.model.centroids)
         conf = self.model.probabilities(d2).max(axis=1)
         knn = np.sort(squared_distances(embedded, self.train_embedded), axis=1)[:, :5].mean(axis=1)

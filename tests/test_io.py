@@ -12,6 +12,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from deepmcat.io import ReadError, read_unit, scan
+from deepmcat.structure import series_structure
 from tests.helpers import REAL_CMR, write_dicom
 
 
@@ -159,6 +160,10 @@ def test_phantom_families_read_alike_from_dicom_and_nifti_with_sidecars(tmp_path
         found[fmt] = (len(units), len({u.acquisition for u in units}), len({u.study for u in units}),
                       sorted(truth))
     assert found["dicom"] == found["nifti"] and found["dicom"][2] == 2
+    # the series structure the final clustering uses (slices in the stack, frames) is the same in both
+    # formats, a stack stored a series (file) per slice included
+    assert sorted(map(tuple, series_structure(units_of["dicom"]).tolist())) == sorted(
+        map(tuple, series_structure(units_of["nifti"]).tolist()))
     if family == "torso":
         multiframe = [u for u in units_of["dicom"] if "/mf" in u.unit_id]
         per_slice = {u.series_uid for u in units_of["dicom"] if u.meta["series_description"] == "sBTFE_SA_slice"}
@@ -188,6 +193,10 @@ def test_a_stack_stored_as_a_series_per_slice_is_one_acquisition_for_training(tm
     assert len(stack) == 1 and stack.pop().startswith("stack-")
     assert units["9.7"].stack == units["9.7"].acquisition and units["9.8"].stack == units["9.8"].acquisition
     assert len({units[f"9.{k}"].acquisition for k in range(3)}) == 3
+    # each series, read alone later, still knows its stack's size; depth is its frame count
+    assert [units[uid].meta["stack_units"] for uid in ("9.0", "9.1", "9.2", "9.7", "9.8")] == [3, 3, 3, 1, 1]
+    alone = series_structure([units["9.1"], units["9.7"]])
+    assert np.allclose(2 ** alone, [[3, 3], [1, 4]])
 
 
 def test_corrupt_and_foreign_files_are_reported_not_raised(tmp_path, cine_folder):

@@ -55,6 +55,30 @@ def test_train_publishes_a_model_that_predicts(collection, tmp_path):
                                              for p in preds]
 
 
+def test_series_structure_joins_the_final_clustering_and_inference_alike(collection, tmp_path):
+    """Slices per stack and frames per slice are two weighted, standardised coordinates after the embedding:
+    published with the model, and inference given the same units reproduces the published assignment."""
+    result = Trainer(tiny_config(), tmp_path, progress=False).fit_collection(collection)
+    model = Model(tmp_path, device="cpu")
+    scale = model.published.structure
+    assert scale is not None and scale.weight == pytest.approx(0.3) and np.all(scale.std > 0)
+    assert model.centroids.shape[1] == model.transform.matrix.shape[0] + 2
+    raw = collection.structure
+    assert raw.shape == (len(collection.units), 2) and raw.min() >= 0 and raw[:, 1].max() > 0  # log2 counts
+    preds = model.predict(collection.tensors, acquisitions=collection.acquisitions, structure=raw)
+    assert [p.cluster for p in preds] == list(result.assignments)
+    embedded = model.embed(collection.tensors, collection.acquisitions, raw)
+    assert np.allclose(embedded[:, -2:], scale(raw, len(raw)), atol=1e-6)
+    # without the structure (a caller that does not know it) the coordinates are the training mean
+    assert np.allclose(model.embed(collection.tensors[:3])[:, -2:], 0.0)
+
+    cfg = tiny_config()
+    cfg.cluster.structure_weight = 0.0
+    Trainer(cfg, tmp_path / "off", progress=False).fit_collection(collection)
+    off = Model(tmp_path / "off", device="cpu")
+    assert off.published.structure is None and off.centroids.shape[1] == off.transform.matrix.shape[0]
+
+
 def test_units_farther_than_the_training_units_are_answered_unknown(collection, tmp_path):
     Trainer(tiny_config(), tmp_path, progress=False).fit(collection.tensors, [u.unit_id for u in collection.units])
     model = Model(tmp_path, device="cpu")

@@ -136,7 +136,9 @@ class TensorStore:
         settings = json.dumps({"preprocess": asdict(cfg), "version": PREPROCESS_VERSION}, sort_keys=True)
         self.folder = folder / f"tensors-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "settings.json").write_text(settings + "\n")
+        marker = self.folder / "settings.json"
+        if not marker.is_file() or marker.read_text() != settings + "\n":  # opening a store writes nothing
+            marker.write_text(settings + "\n")
         self.path = self.folder / "rows.f32"
         self.path.touch()
         self.db = _connect(self.folder / "index.sqlite",

@@ -96,14 +96,15 @@ def group_means(features: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def embed_units(transform: FeatureTransform, features: np.ndarray, acquisitions: Sequence[str] | None,
-                weight: float) -> np.ndarray:
+                weight: float, structure: np.ndarray | None = None) -> np.ndarray:
     """Units' embeddings for assignment: each mixed with its acquisition's embedding (mean feature of its
-    units, projected) with ``weight``; plain unit embeddings when acquisitions are unknown."""
+    units, projected) with ``weight``; plain unit embeddings when acquisitions are unknown. ``structure``
+    (scaled series-structure coordinates, :mod:`deepmcat.structure`) is appended when given."""
     x = transform(features)
-    if acquisitions is None or weight <= 0 or len(x) == 0:
-        return x
-    ids = np.unique(np.asarray(acquisitions), return_inverse=True)[1]
-    return ((1 - weight) * x + weight * transform(group_means(features, ids))[ids]).astype(np.float32)
+    if acquisitions is not None and weight > 0 and len(x):
+        ids = np.unique(np.asarray(acquisitions), return_inverse=True)[1]
+        x = ((1 - weight) * x + weight * transform(group_means(features, ids))[ids]).astype(np.float32)
+    return x if structure is None else np.ascontiguousarray(np.hstack([x, structure]), dtype=np.float32)
 
 
 def seeded_centroids(x: np.ndarray, labels: Sequence[str | None], k: int, seed: int = 0) -> np.ndarray | None:
@@ -154,8 +155,8 @@ def group_labels(labels: Sequence[str | None], groups: np.ndarray) -> list[str |
 
 
 def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0,
-                 groups: np.ndarray | None = None, labels: Sequence[str | None] | None = None
-                 ) -> tuple[FeatureTransform, KMeansResult]:
+                 groups: np.ndarray | None = None, labels: Sequence[str | None] | None = None,
+                 structure: np.ndarray | None = None) -> tuple[FeatureTransform, KMeansResult]:
     """PCA + k-means, fitted on acquisitions (group means) when ``groups`` are given and
     ``cfg.by_acquisition`` is set, else on units.
 
@@ -164,7 +165,8 @@ def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0
     archive) while it merges the rare ones. Returned assignments are per unit (its acquisition's cluster).
     ``labels`` (clinicians' categories per unit, None where unlabelled) seed the centroids: each labelled
     category starts with a centroid of its own and keeps its labelled points (:func:`constrained_kmeans`), so
-    categories a clinician told apart are not merged.
+    categories a clinician told apart are not merged. ``structure`` (per unit, scaled: :mod:`deepmcat.structure`)
+    is appended to the projected points, so the centroids live where :func:`embed_units` puts units.
     """
     use_groups = groups is not None and cfg.by_acquisition and k <= groups.max() + 1 < len(features)
     if groups is not None and cfg.by_acquisition and not use_groups:
@@ -174,6 +176,9 @@ def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0
     whiten = cfg.whiten and len(points) >= cfg.whiten_min_points * min(cfg.pca_dim, points.shape[1])
     transform = FeatureTransform.fit(points, cfg.pca_dim, whiten)
     x = transform(points)
+    if structure is not None:
+        x = np.ascontiguousarray(np.hstack([x, group_means(structure, groups) if use_groups else structure]),
+                                 dtype=np.float32)
     init = None
     if labels is not None:
         point_labels = group_labels(labels, groups) if use_groups else list(labels)

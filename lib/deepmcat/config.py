@@ -71,6 +71,10 @@ class ClusterConfig:
     #: when a unit is assigned, its embedding is mixed with its acquisition's with this weight: the slices
     #: of one stack decide together, while a unit unlike the rest of its series can still go elsewhere
     acquisition_weight: float = 0.5
+    #: weight of the series-structure coordinates (slices in the stack, frames per slice; standardised) next
+    #: to the L2-normalised embedding in the final clustering and at inference (:mod:`deepmcat.structure`);
+    #: 0 leaves them out. 0.3: chosen on the design families (benchmarks/README.md)
+    structure_weight: float = 0.3
     #: a unit farther from its nearest centroid than this percentile of the training units' distances is
     #: answered "unknown" (a series when most of its units are); 0 switches the flag off. 99.9: measured on the
     #: design families, 1.7 % of known series of unseen examinations are called unknown (6.4 % at 99)

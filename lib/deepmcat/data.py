@@ -15,6 +15,7 @@ from deepmcat.config import PreprocessConfig
 from deepmcat.io import ReadError, Unit, read_unit, release_volume, scan
 from deepmcat.parallel import ordered_map
 from deepmcat.preprocess import canonical
+from deepmcat.structure import series_structure
 
 
 #: decoding and resampling take ~20 ms a unit on one core; starting workers costs ~12 s on the 2-core machine
@@ -38,6 +39,11 @@ class Collection:
     def acquisitions(self) -> list[str]:
         """Each unit's acquisition as training groups them (:attr:`Unit.stack`), in unit order."""
         return [u.stack for u in self.units]
+
+    @property
+    def structure(self) -> np.ndarray:
+        """Each unit's series structure (:func:`deepmcat.structure.series_structure`), in unit order."""
+        return series_structure(self.units)
 
 
 def _load_one(unit: Unit, cfg: PreprocessConfig) -> np.ndarray | str:

@@ -192,7 +192,7 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
         if all(len(by_position[p]) == 1 for p in positions) and len(positions) > 1:
             # one frame per position and no time: a 3-D volume, ordered along its normal
             ordered = [by_position[p][0][0] for p in positions]
-            units.append(Unit(f"{tag}/vol", series_uid, ordered, "dicom", dict(meta)))
+            units.append(Unit(f"{tag}/vol", series_uid, ordered, "dicom", dict(meta, depth=len(ordered))))
             continue
         for k, pos in enumerate(positions):
             frames = sorted(by_position[pos], key=lambda m: m[2])
@@ -203,8 +203,9 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
 
 def _with_shape(meta: dict, orientation: tuple, frames: int) -> dict:
     """A unit's metadata with how it was acquired (orientation, matrix, pixel spacing, frame count): what
-    :mod:`deepmcat.stacks` compares to find one stack stored as a series per slice."""
-    return dict(meta, shape=f"{orientation}|{meta['spacing']}|{frames}")
+    :mod:`deepmcat.stacks` compares to find one stack stored as a series per slice, and its depth
+    (:mod:`deepmcat.structure`)."""
+    return dict(meta, shape=f"{orientation}|{meta['spacing']}|{frames}", depth=frames)
 
 
 def _rescale(ds, arr: np.ndarray) -> np.ndarray:

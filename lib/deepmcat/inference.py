@@ -79,6 +79,7 @@ class Model:
         self.transform = self.published.transform
         self.centroids = self.published.centroids
         self.temperature = self.published.temperature
+        self.structure = self.published.structure
         self.unknown_threshold = self._unknown_threshold(
             self.config.cluster.unknown_percentile if unknown_percentile is None else unknown_percentile)
         self.names = self.load_names()
@@ -134,20 +135,24 @@ class Model:
     def category(self, cluster: int) -> str:
         return self.names.get(int(cluster), f"cluster_{int(cluster):02d}")
 
-    def embed(self, tensors: np.ndarray, acquisitions: Sequence[str] | None = None) -> np.ndarray:
+    def embed(self, tensors: np.ndarray, acquisitions: Sequence[str] | None = None,
+              structure: np.ndarray | None = None) -> np.ndarray:
         """PCA-projected, L2-normalised features (what the centroids live in), each mixed with its
-        acquisition's when ``acquisitions`` (one key per unit) are given, as in training."""
+        acquisition's when ``acquisitions`` (one key per unit) are given, as in training, and followed by the
+        units' series structure (:func:`deepmcat.structure.series_structure`) when the model uses it (the training
+        mean when not given)."""
         feats = extract_features(self.net, tensors, self.device, self.config.train.amp)
-        return embed_units(self.transform, feats, acquisitions, self.config.cluster.acquisition_weight)
+        coordinates = None if self.structure is None else self.structure(structure, len(feats))
+        return embed_units(self.transform, feats, acquisitions, self.config.cluster.acquisition_weight, coordinates)
 
     def probabilities(self, d2: np.ndarray) -> np.ndarray:
         """(n, k) softmax over negative squared distances ``d2`` to the centroids, at the model's temperature
         (:func:`deepmcat.clustering.confidence_temperature`)."""
         return torch.softmax(torch.from_numpy(-d2 / self.temperature), dim=1).numpy()
 
-    def predict(self, tensors: np.ndarray, k: int = 3, acquisitions: Sequence[str] | None = None
-                ) -> list[Prediction]:
-        return self.predict_embedded(self.embed(tensors, acquisitions), k) if len(tensors) else []
+    def predict(self, tensors: np.ndarray, k: int = 3, acquisitions: Sequence[str] | None = None,
+                structure: np.ndarray | None = None) -> list[Prediction]:
+        return self.predict_embedded(self.embed(tensors, acquisitions, structure), k) if len(tensors) else []
 
     def predict_embedded(self, embedded: np.ndarray, k: int = 3) -> list[Prediction]:
         """:meth:`predict` from :meth:`embed`'s output (when the embedding is needed as well)."""
@@ -219,7 +224,8 @@ def load_path(path: str | Path, cfg: PreprocessConfig) -> Collection:
 def classify_path(model: Model, path: str | Path, k: int = 3) -> dict:
     """:func:`describe` of everything in one file or folder; :class:`ReadError` when nothing is readable."""
     collection = load_path(path, model.config.preprocess)
-    return describe(model, collection.units, model.predict(collection.tensors, k, collection.acquisitions))
+    return describe(model, collection.units,
+                    model.predict(collection.tensors, k, collection.acquisitions, collection.structure))
 
 
 class ModelCache:

@@ -13,6 +13,7 @@ from deepmcat import __version__, checkpoint
 from deepmcat.checkpoint import CheckpointError
 from deepmcat.clustering import FeatureTransform
 from deepmcat.config import DeepMCATConfig
+from deepmcat.structure import StructureScale
 
 
 @dataclass
@@ -77,6 +78,9 @@ class PublishedModel:
     #: the training units' squared distances to their centroid at percentiles 0, 1, ..., 100 (what the
     #: "unknown" threshold is read from); None in models published before it existed
     distance_percentiles: np.ndarray | None = None
+    #: how series-structure coordinates join the embedding (:mod:`deepmcat.structure`); None in models
+    #: published without them
+    structure: StructureScale | None = None
     version: str = __version__
 
 
@@ -89,6 +93,7 @@ def save_model(folder: Path, model: PublishedModel) -> Path:
         "n_units": model.n_units, "fingerprint": model.fingerprint, "unit_ids": model.unit_ids,
         "assignments": model.assignments, "distributed": model.distributed, "trained_on": model.trained_on,
         "labels": model.labels, "distance_percentiles": model.distance_percentiles,
+        "structure": model.structure.state() if model.structure else None,
     }, path)
     return path
 
@@ -104,7 +109,8 @@ def load_model(folder: Path) -> PublishedModel:
             trained_at=s["trained_at"], n_units=int(s["n_units"]), fingerprint=s["fingerprint"],
             unit_ids=list(s["unit_ids"]), assignments=np.asarray(s["assignments"]), history=s["history"],
             distributed=s.get("distributed", {}), trained_on=s.get("trained_on", ""), labels=s.get("labels", {}),
-            distance_percentiles=_optional_array(s.get("distance_percentiles")), version=s["version"])
+            distance_percentiles=_optional_array(s.get("distance_percentiles")),
+            structure=StructureScale.from_state(s.get("structure")), version=s["version"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a complete DeepMCAT model ({type(exc).__name__}: {exc})") from exc
 

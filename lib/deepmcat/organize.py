@@ -184,7 +184,7 @@ class Organizer:
                 if not collection.units:
                     row["error"] = collection.failed[0][1] if collection.failed else "no readable image"
                     return row, None
-                embedded = self.model.embed(collection.tensors, collection.acquisitions)
+                embedded = self.model.embed(collection.tensors, collection.acquisitions, collection.structure)
                 preds = self.model.predict_embedded(embedded, k=1)
                 vote = series_vote(preds)
                 embedding = embedded.mean(axis=0)

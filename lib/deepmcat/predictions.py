@@ -24,7 +24,8 @@ def predict_rows(model, collection, root: Path) -> list[dict]:
     """
     from deepmcat.inference import series_vote  # torch and MONAI: not needed to score a CSV
 
-    preds = model.predict(collection.tensors, k=3, acquisitions=collection.acquisitions)
+    preds = model.predict(collection.tensors, k=3, acquisitions=collection.acquisitions,
+                          structure=collection.structure)
     by_acquisition = defaultdict(list)
     for unit, pred in zip(collection.units, preds):
         by_acquisition[unit.acquisition].append(pred)

@@ -3,21 +3,23 @@ Biobank) acquire a short-axis stack breath-hold by breath-hold and store every s
 own. Series of one examination acquired alike — same image type, orientation, matrix, pixel spacing and
 frame count — are then one acquisition for training: their slices are contrastive positives of each other
 and one point for k-means, as a stack stored in one series is. Outputs still vote and score per stored series.
+Every unit also records how many units its stack has (``stack_units``, :mod:`deepmcat.structure`), so that a
+series later read alone still knows its stack's size.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Sequence
 
 from deepmcat.units import Unit
 
 
 def merge_stacks(units: Sequence[Unit]) -> int:
-    """Mark the units of series acquired alike in one examination with one ``stack`` (in their metadata);
-    returns how many stacks of several series were found. Units without a recorded shape (volumes, NIfTI)
-    are left as they are."""
+    """Mark the units of series acquired alike in one examination with one ``stack`` (in their metadata) and
+    record each unit's stack size; returns how many stacks of several series were found. Units without a
+    recorded shape (volumes, NIfTI) keep their acquisition as their stack."""
     series_of: dict[tuple, set[str]] = defaultdict(set)
     for unit in units:
         if unit.meta.get("shape"):
@@ -26,6 +28,9 @@ def merge_stacks(units: Sequence[Unit]) -> int:
     for unit in units:
         if unit.meta.get("shape") and _signature(unit) in merged:
             unit.meta["stack"] = f"stack-{zlib.crc32(repr(_signature(unit)).encode()):08x}"
+    sizes = Counter(unit.stack for unit in units)
+    for unit in units:
+        unit.meta["stack_units"] = sizes[unit.stack]
     return len(merged)
 
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from deepmcat import checkpoint
 from deepmcat.cache import RowView
 from deepmcat.augment import augment
-from deepmcat.clustering import confidence_temperature, embed_units, fit_clusters, squared_distances
+from deepmcat.clustering import confidence_temperature, embed_units, fit_clusters, group_means, squared_distances
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import Collection
 from deepmcat.distributed import Ranks
@@ -38,6 +38,7 @@ from deepmcat.metrics import evaluate
 from deepmcat.model import DeepMCATNet
 from deepmcat.modelfile import PublishedModel, TrainingState, load_checkpoint, save_checkpoint, save_model
 from deepmcat.sampling import grouped_order, uniform_cluster_sample
+from deepmcat.structure import StructureScale
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +92,25 @@ class TrainingData:
     categories: list[str | None] | None
     #: the units and labels, so that a checkpoint of other data is not resumed
     fingerprint: str
+    #: each unit's series structure (:func:`deepmcat.structure.series_structure`), for the final clustering; None
+    #: when not known
+    structure: np.ndarray | None = None
 
     @classmethod
     def build(cls, tensors: np.ndarray | RowView, unit_ids: Sequence[str], acquisitions: Sequence[str] | None,
-              studies: Sequence[str] | None, categories: Sequence[str | None] | None) -> "TrainingData":
+              studies: Sequence[str] | None, categories: Sequence[str | None] | None,
+              structure: np.ndarray | None = None) -> "TrainingData":
         n = len(tensors)
         if categories is not None and len(categories) != n:
             raise ValueError(f"{len(categories)} labels for {n} units")
+        if structure is not None and len(structure) != n:
+            raise ValueError(f"series structure of {len(structure)} units for {n} units")
         acquisitions = list(acquisitions) if acquisitions is not None else list(unit_ids)
         per_unit = list(categories) if categories is not None else [None] * n
         contrast = [f"label:{c}" if c else f"acq:{a}" for a, c in zip(acquisitions, per_unit)]
         stamp = unit_ids if categories is None else [f"{u}={c or ''}" for u, c in zip(unit_ids, categories)]
         return cls(tensors, list(unit_ids), _ids(acquisitions), _ids(studies if studies is not None else unit_ids),
-                   _ids(contrast), per_unit if any(per_unit) else None, fingerprint(stamp))
+                   _ids(contrast), per_unit if any(per_unit) else None, fingerprint(stamp), structure)
 
 
 def _ids(keys: Sequence[str]) -> np.ndarray:
@@ -140,16 +147,18 @@ class Trainer:
 
     def fit(self, tensors: np.ndarray | RowView, unit_ids: Sequence[str], truth: Sequence[str] | None = None,
             resume: bool = True, acquisitions: Sequence[str] | None = None, studies: Sequence[str] | None = None,
-            categories: Sequence[str | None] | None = None) -> TrainResult:
+            categories: Sequence[str | None] | None = None, structure: np.ndarray | None = None) -> TrainResult:
         """Train on ``tensors`` (n, frames, size, size).
 
         ``acquisitions`` and ``studies`` (one key per unit) come from the headers and shape the contrastive
         term; ``truth`` (optional) is only monitored, never used for training. ``categories`` (optional, None
         for unlabelled units) are clinicians' labels: units carrying the same one are contrastive positives
         across studies, and every clustering starts from one centroid per labelled category (seeded k-means).
+        ``structure`` (optional: :func:`deepmcat.structure.series_structure` of the units) joins the final
+        clustering.
         """
         self._check(tensors)
-        data = TrainingData.build(tensors, unit_ids, acquisitions, studies, categories)
+        data = TrainingData.build(tensors, unit_ids, acquisitions, studies, categories, structure)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         run = self._start(data, resume)
         total = self.cfg.train.warmup_epochs + self.cfg.train.epochs
@@ -176,7 +185,7 @@ class Trainer:
         units = collection.units
         return self.fit(collection.tensors, [u.unit_id for u in units], truth, resume=resume,
                         acquisitions=collection.acquisitions, studies=[u.study for u in units],
-                        categories=categories)
+                        categories=categories, structure=collection.structure)
 
     def _check(self, tensors: np.ndarray | RowView) -> None:
         """Refuse bad data or settings before anything is written."""
@@ -318,13 +327,23 @@ class Trainer:
             return None
         return torch.from_numpy(data.study_ids[idx]).to(self.device)
 
-    def _cluster(self, features: np.ndarray, k: int, data: TrainingData, seed: int):
+    def _cluster(self, features: np.ndarray, k: int, data: TrainingData, seed: int,
+                 structure: np.ndarray | None = None):
         """PCA + k-means on rank 0, its result broadcast to the other ranks."""
         result = None
         if self.ranks.is_main:
             result = fit_clusters(features, k, self.cfg.cluster, seed=seed, groups=data.acquisition_ids,
-                                  labels=data.categories)
+                                  labels=data.categories, structure=structure)
         return self.ranks.broadcast(result)
+
+    def _structure(self, data: TrainingData) -> tuple[StructureScale | None, np.ndarray | None]:
+        """The structure coordinates' scale (fitted on the acquisitions) and each unit's scaled coordinates,
+        for the final clustering only: pseudo-labels stay what the network can learn from pixels."""
+        weight = self.cfg.cluster.structure_weight
+        if data.structure is None or weight <= 0:
+            return None, None
+        scale = StructureScale.fit(group_means(data.structure, data.acquisition_ids), weight)
+        return scale, scale(data.structure, len(data.structure))
 
     def _parallel(self, net: DeepMCATNet):
         """The network as DistributedDataParallel when there are several ranks (rebuilt whenever the head is
@@ -359,7 +378,8 @@ class Trainer:
     def _monitor(self, net, data: TrainingData, truth: Sequence[str], epoch: int) -> dict:
         """Quality against ground truth at K categories (only watched, never used for training)."""
         features = self._features(net, data.tensors)
-        _, result = self._cluster(features, self.cfg.cluster.clusters, data, seed=self.cfg.train.seed + epoch)
+        _, result = self._cluster(features, self.cfg.cluster.clusters, data, seed=self.cfg.train.seed + epoch,
+                                  structure=self._structure(data)[1])
         scores = evaluate(list(truth), result.assignments)
         return {k: scores[k] for k in ("purity", "nmi", "ari", "acc")}
 
@@ -367,9 +387,12 @@ class Trainer:
         """Final clustering into K categories and the atomic publication of ``model.pt``."""
         cfg = self.cfg
         features = self._features(run.net, data.tensors)
-        transform, result = self._cluster(features, cfg.cluster.clusters, data, seed=cfg.train.seed)
+        scale, coordinates = self._structure(data)
+        transform, result = self._cluster(features, cfg.cluster.clusters, data, seed=cfg.train.seed,
+                                          structure=coordinates)
         seen = self.ranks.gather_objects(sorted(self.seen_units))
-        embedded = embed_units(transform, features, data.acquisition_ids, cfg.cluster.acquisition_weight)
+        embedded = embed_units(transform, features, data.acquisition_ids, cfg.cluster.acquisition_weight,
+                               coordinates)
         d2 = squared_distances(embedded, result.centroids)
         assignments = d2.argmin(axis=1)  # what inference gives each unit
         published = PublishedModel(
@@ -379,7 +402,7 @@ class Trainer:
             fingerprint=data.fingerprint, unit_ids=data.unit_ids, assignments=assignments, history=run.history,
             distributed={"world": self.ranks.world, "units_by_rank": seen}, trained_on=device_name(self.device),
             labels=dict(Counter(c for c in data.categories or [] if c)),
-            distance_percentiles=np.percentile(d2.min(axis=1), np.arange(101)))
+            distance_percentiles=np.percentile(d2.min(axis=1), np.arange(101)), structure=scale)
         path = save_model(self.out_dir, published) if self.ranks.is_main else self.out_dir / checkpoint.MODEL
         self.ranks.barrier()
         return TrainResult(path, assignments, run.history)

@@ -87,12 +87,19 @@ def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]
     except limits.BudgetError as exc:
         raise ReadError(f"{path}: {exc}") from exc
     meta = volume_meta(path, root)
+    if len(dims) == 4 and meta["image_type"]:
+        # a time series whose sidecar says its image type (without it magnitude and phase look alike): how
+        # it was acquired, as DICOM units record it, so that a stack stored a file per slice is found
+        # (deepmcat.stacks)
+        plane = [round(float(v), 3) for axis in (0, 1) for v in io.GetDirection(axis)]
+        meta["shape"] = f"{plane}|{[round(io.GetSpacing(a), 4) for a in (0, 1)]}|{dims[:2]}|{dims[3]}"
     series = os.path.relpath(path, root) if root is not None else Path(path).name
     if len(dims) == 4 and dims[2] > 1:
-        return [
-            Unit(f"{series}/s{z:03d}", series, [path], "volume", dict(meta), slice_index=z) for z in range(dims[2])
-        ]
-    return [Unit(f"{series}/vol", series, [path], "volume", dict(meta))]
+        return [Unit(f"{series}/s{z:03d}", series, [path], "volume", dict(meta, depth=dims[3]), slice_index=z)
+                for z in range(dims[2])]
+    # 4-D with one slice: its frames; 3-D: its slices (read_volume_unit)
+    depth = dims[3] if len(dims) == 4 else dims[2] if len(dims) == 3 else 1
+    return [Unit(f"{series}/vol", series, [path], "volume", dict(meta, depth=depth))]
 
 
 def read_volume_unit(unit: Unit, frames: int | None) -> UnitPixels:
