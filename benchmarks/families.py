@@ -12,6 +12,8 @@ number of categories:
   there are enough points, k-means on acquisition means: DeepMCAT's own rule);
 - ``random_cnn``: an untrained DeepMCAT network's features → the same ``fit_clusters``;
 - ``deepmcat``: trained with the defaults, then scored on what ``predict`` outputs (``predict_rows``).
+- ``deepmcat_without_structure``: the same trained networks, their final clustering redone without the series
+  structure (:mod:`deepmcat.structure`): what the structure coordinates alone change.
 
 A feature probe separates feature quality from k-means noise: kNN-10 accuracy of each acquisition's category
 among the acquisitions of *other* examinations (acquisition = mean feature of its units, PCA + L2 normalised).
@@ -35,7 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import DATA, machine, save  # noqa: E402
-from deepmcat.clustering import FeatureTransform, fit_clusters, group_means  # noqa: E402
+from deepmcat.clustering import FeatureTransform, embed_units, fit_clusters, group_means, squared_distances  # noqa: E402
 from deepmcat.config import DeepMCATConfig  # noqa: E402
 from deepmcat.data import Collection, load_collection  # noqa: E402
 from deepmcat.features import extract_features, resolve_device  # noqa: E402
@@ -45,6 +47,7 @@ from deepmcat.labels import read_labels, unit_truth  # noqa: E402
 from deepmcat.metrics import evaluate  # noqa: E402
 from deepmcat.model import DeepMCATNet  # noqa: E402
 from deepmcat.predictions import predict_rows  # noqa: E402
+from deepmcat.structure import StructureScale  # noqa: E402
 from deepmcat.trainer import Trainer  # noqa: E402
 
 #: what each set is: (family, format)
@@ -118,6 +121,22 @@ def predicted_scores(scorer: Scorer, model: Model, data: Path) -> dict:
     return scorer.score([acquisition_cluster[k] for k in scorer.keys])
 
 
+def reclustered_scores(scorer: Scorer, model: Model, features: np.ndarray, weight: float, seed: int) -> dict:
+    """A trained network's final clustering redone with another series-structure weight, assigned and scored
+    as ``predict`` does (units mixed with their acquisition, each acquisition's vote): the same network, so a
+    difference is the structure's alone."""
+    collection, cluster = scorer.collection, model.config.cluster
+    stacks = np.unique(collection.acquisitions, return_inverse=True)[1]
+    coordinates = None
+    if weight > 0:
+        raw = collection.structure
+        coordinates = StructureScale.fit(group_means(raw, stacks), weight)(raw, len(raw))
+    transform, result = fit_clusters(features, cluster.clusters, cluster, seed=seed, groups=stacks,
+                                     structure=coordinates)
+    embedded = embed_units(transform, features, collection.acquisitions, cluster.acquisition_weight, coordinates)
+    return scorer.score(scorer.vote(squared_distances(embedded, result.centroids).argmin(axis=1)))
+
+
 def run_set(name: str, args, device: torch.device, out: dict, save) -> None:
     """Fill ``out`` with the set's results, calling ``save`` after each step (a cut-off run keeps what it did)."""
     data = dataset(name, args.subjects, args.data_seed)
@@ -147,8 +166,9 @@ def run_set(name: str, args, device: torch.device, out: dict, save) -> None:
         probes.append(scorer.probe(features, cfg))
     out["methods"]["random_cnn"], out["probe_knn10"]["random_cnn"] = runs, round(float(np.mean(probes)), 4)
     save()
-    runs, probes = [], []
+    runs, probes, plain = [], [], []
     out["methods"]["deepmcat"], out["train_seconds"] = runs, []
+    out["methods"]["deepmcat_without_structure"] = plain
     for seed in args.seeds:
         model_dir = args.work / f"{name}-seed{seed}"
         run_cfg = cfg.override(seed=seed)
@@ -157,7 +177,9 @@ def run_set(name: str, args, device: torch.device, out: dict, save) -> None:
         out["train_seconds"].append(round(time.time() - tic, 1))
         model = Model(model_dir, device=str(device))
         runs.append(predicted_scores(scorer, model, data))
-        probes.append(scorer.probe(extract_features(model.net, collection.tensors, device, cfg.train.amp), cfg))
+        features = extract_features(model.net, collection.tensors, device, cfg.train.amp)
+        probes.append(scorer.probe(features, cfg))
+        plain.append(reclustered_scores(scorer, model, features, 0.0, seed))
         print(f"  deepmcat seed {seed}: {runs[-1]['purity']:.3f} purity, {runs[-1]['nmi']:.3f} NMI, worst recall "
               f"{runs[-1]['worst_recall']:.2f} ({runs[-1]['worst_recall_category']}), {out['train_seconds'][-1]:.0f}s",
               flush=True)
@@ -178,7 +200,7 @@ def table(results: dict) -> str:
             s = summary(runs)
             lines.append(f"| {name} | {'yes' if name in results['held_out'] else 'no'} | {method} | {s['purity']:.3f} | "
                          f"{s['nmi']:.3f} | {s['ari']:.3f} | {s['worst_recall']:.2f} / {s['worst_recall_min']:.2f} | "
-                         f"{res['probe_knn10'][method]:.3f} |")
+                         f"{res['probe_knn10'].get(method.removesuffix('_without_structure'), float('nan')):.3f} |")
     return "\n".join(lines)
 
 
@@ -193,6 +215,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--epochs", type=int, help="warm-up epochs instead of the default, and one clustering epoch "
                                                    "(quick checks of this script only; marked in the JSON)")
+    parser.add_argument("--tag", default="", help="added to the JSON's name (runs of one day keep apart)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     args.work = Path(os.environ.get("TMPDIR", "/tmp")) / f"deepmcat-families-{os.getpid()}"
@@ -202,7 +225,7 @@ def main() -> None:
     if args.epochs is not None:
         results["epochs_override"] = {"warmup_epochs": args.epochs, "epochs": 1}
     tag = (f"families-{'-'.join(args.sets)}-{args.subjects}s-{device.type}-{results['date']}"
-           + ("-quick" if args.epochs is not None else ""))
+           + ("-quick" if args.epochs is not None else "") + (f"-{args.tag}" if args.tag else ""))
     for name in args.sets:
         results["sets"][name] = {}
         run_set(name, args, device, results["sets"][name], lambda: save(tag, results))

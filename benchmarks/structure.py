@@ -1,0 +1,71 @@
+"""How much the series structure (:mod:`deepmcat.structure`) changes the final clustering of trained networks.
+
+    python benchmarks/structure.py --models classic=benchmarks/.models/al-classic-16s-seed7 \\
+        torso=benchmarks/.models/al-torso-16s-seed7 [--held-out blob=DIR] [--weights 0 0.2 0.3 0.5] [--seeds 0 1 2]
+
+Each model's network is kept; only its final clustering is redone at each weight (and k-means seed) and scored
+as ``predict`` does, at the acquisition level, K = C (``families.reclustered_scores``). The weight is chosen on
+the design sets (``--models``); ``--held-out`` sets are only reported. The sets are the families' generated sets
+of ``--subjects`` subjects and generator seed ``--data-seed`` (the models' training sets by default).
+Writes ``benchmarks/results/structure-<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import machine, save  # noqa: E402
+from benchmarks.families import Scorer, dataset, predicted_scores, reclustered_scores  # noqa: E402
+from deepmcat.config import DeepMCATConfig  # noqa: E402
+from deepmcat.data import load_collection  # noqa: E402
+from deepmcat.features import extract_features  # noqa: E402
+from deepmcat.inference import Model  # noqa: E402
+
+
+def run(name: str, model_dir: str, args) -> dict:
+    data = dataset(name, args.subjects, args.data_seed)
+    model = Model(model_dir, device="cpu")
+    collection = load_collection(data, model.config.preprocess, progress=False, workers=0)
+    scorer = Scorer(collection, data)
+    features = extract_features(model.net, collection.tensors, model.device, model.config.train.amp)
+    out = {"model": model_dir, "units": len(collection.units), "acquisitions": len(scorer.keys), "weights": {}}
+    if model.published.structure is not None:  # a model published with the structure: predict's own answer
+        out["predict"] = predicted_scores(scorer, model, data)
+    for weight in args.weights:
+        runs = [reclustered_scores(scorer, model, features, weight, seed) for seed in args.seeds]
+        out["weights"][str(weight)] = {"runs": runs} | {
+            m: round(float(np.mean([r[m] for r in runs])), 4) for m in ("purity", "nmi", "ari", "worst_recall")}
+        w = out["weights"][str(weight)]
+        print(f"{name:>8} weight {weight:<4}: purity {w['purity']:.3f}, NMI {w['nmi']:.3f}, ARI {w['ari']:.3f}, "
+              f"worst recall {w['worst_recall']:.2f}  (k-means seeds {args.seeds})", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", required=True, help="SET=MODEL_DIR of the design sets")
+    parser.add_argument("--held-out", nargs="*", default=[], dest="held_out", help="SET=MODEL_DIR, reported only")
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.2, 0.3, 0.5])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--subjects", type=int, default=16)
+    parser.add_argument("--data-seed", type=int, default=7, dest="data_seed")
+    args = parser.parse_args()
+    results = {"date": dt.date.today().isoformat(), "machine": machine(), "subjects": args.subjects,
+               "data_seed": args.data_seed, "kmeans_seeds": args.seeds,
+               "default_weight": DeepMCATConfig().cluster.structure_weight, "design": {}, "held_out": {}}
+    for part, pairs in (("design", args.models), ("held_out", args.held_out)):
+        for pair in pairs:
+            name, model_dir = pair.split("=", 1)
+            results[part][name] = run(name, model_dir, args)
+            print(f"written to {save('structure-' + results['date'], results)}")
+
+
+if __name__ == "__main__":
+    main()
