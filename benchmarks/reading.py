@@ -53,6 +53,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--subjects", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", default="", help="added to the JSON's name (runs of one day keep apart)")
     args = p.parse_args()
     data = DATA / f"demo-{args.subjects}s-seed{args.seed}"
     if not (data / "labels.csv").is_file():
@@ -80,7 +81,7 @@ def main() -> None:
                          "speed-up_own": round(runs[0]["own_seconds"] / runs[1]["own_seconds"], 1),
                          "speed-up_process": round(runs[0]["process_seconds"] / runs[1]["process_seconds"], 1)}
     print(result["predict"])
-    print("written", save(f"reading-{args.subjects}s-{result['date']}", result))
+    print("written", save(f"reading-{args.subjects}s-{result['date']}" + (f"-{args.tag}" if args.tag else ""), result))
 
 
 if __name__ == "__main__":
