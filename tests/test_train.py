@@ -69,6 +69,11 @@ def test_series_structure_joins_the_final_clustering_and_inference_alike(collect
     assert [p.cluster for p in preds] == list(result.assignments)
     embedded = model.embed(collection.tensors, collection.acquisitions, raw)
     assert np.allclose(embedded[:, -2:], scale(raw, len(raw)), atol=1e-6)
+    # "unknown" is judged on content: a series stored with an unusual number of slices is not farther
+    dims = model.transform.matrix.shape[0]
+    for p, row in zip(model.predict(collection.tensors, acquisitions=collection.acquisitions, structure=raw + 3),
+                      embedded):
+        assert p.distance == pytest.approx(float(((row[:dims] - model.centroids[:, :dims]) ** 2).sum(1).min()), rel=1e-4, abs=1e-5)
     # without the structure (a caller that does not know it) the coordinates are the training mean
     assert np.allclose(model.embed(collection.tensors[:3])[:, -2:], 0.0)
 

@@ -81,6 +81,14 @@ def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return np.maximum((x**2).sum(1)[:, None] - 2 * x @ centroids.T + (centroids**2).sum(1)[None], 0.0)
 
 
+def content_distances(x: np.ndarray, centroids: np.ndarray, dims: int) -> np.ndarray:
+    """Squared distance of each row to the nearest centroid over the first ``dims`` coordinates: the
+    embedding's, without the series-structure ones (:mod:`deepmcat.structure`). What "unknown" is judged by:
+    a series unlike every learned category in content — not one stored with an unusual number of slices,
+    even where that number sends it to another cluster."""
+    return squared_distances(x[:, :dims], centroids[:, :dims]).min(axis=1)
+
+
 def confidence_temperature(d2: np.ndarray) -> float:
     """Softmax temperature of confidences from training units' (n, k) squared distances: their mean squared
     distance to their own centroid. A unit as close to its centroid as a typical member, and much farther

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from deepmcat import checkpoint
-from deepmcat.clustering import embed_units, squared_distances
+from deepmcat.clustering import content_distances, embed_units, squared_distances
 from deepmcat.config import PreprocessConfig
 from deepmcat.data import Collection, load_units
 from deepmcat.io import ReadError, Unit, scan
@@ -48,7 +48,8 @@ class Prediction:
     category: str
     confidence: float
     topk: list[dict]
-    #: squared distance to the cluster's centroid (how typical of its cluster the unit is)
+    #: squared distance to the nearest centroid in the embedding, series structure left out (how typical of
+    #: a learned category the unit's content is; what "unknown" is judged by)
     distance: float = 0.0
     #: farther from every centroid than the model's "unknown" threshold: ``category`` is "unknown", the
     #: nearest cluster stays in ``cluster`` and ``topk``
@@ -158,15 +159,15 @@ class Model:
         """:meth:`predict` from :meth:`embed`'s output (when the embedding is needed as well)."""
         if len(embedded) == 0:
             return []
-        d2 = squared_distances(embedded, self.centroids)
-        probs = self.probabilities(d2)
+        probs = self.probabilities(squared_distances(embedded, self.centroids))
+        distances = content_distances(embedded, self.centroids, self.transform.matrix.shape[0])
         out = []
-        for row, dist in zip(probs, d2):
+        for row, dist in zip(probs, distances):
             order = np.argsort(-row)[: max(1, k)]
             topk = [{"cluster": int(c), "category": self.category(c), "confidence": float(row[c])} for c in order]
-            novel = self.unknown_threshold is not None and float(dist[order[0]]) > self.unknown_threshold
+            novel = self.unknown_threshold is not None and float(dist) > self.unknown_threshold
             out.append(Prediction(int(order[0]), UNKNOWN if novel else self.category(order[0]), float(row[order[0]]),
-                                  topk, float(dist[order[0]]), novel))
+                                  topk, float(dist), novel))
         return out
 
 
