@@ -47,7 +47,7 @@ from deepmcat.labels import read_labels, unit_truth  # noqa: E402
 from deepmcat.metrics import evaluate  # noqa: E402
 from deepmcat.model import DeepMCATNet  # noqa: E402
 from deepmcat.predictions import predict_rows  # noqa: E402
-from deepmcat.structure import StructureScale  # noqa: E402
+from deepmcat.structure import fit_structure  # noqa: E402
 from deepmcat.trainer import Trainer  # noqa: E402
 
 #: what each set is: (family, format)
@@ -127,10 +127,7 @@ def reclustered_scores(scorer: Scorer, model: Model, features: np.ndarray, weigh
     difference is the structure's alone."""
     collection, cluster = scorer.collection, model.config.cluster
     stacks = np.unique(collection.acquisitions, return_inverse=True)[1]
-    coordinates = None
-    if weight > 0:
-        raw = collection.structure
-        coordinates = StructureScale.fit(group_means(raw, stacks), weight)(raw, len(raw))
+    coordinates = fit_structure(collection.structure, stacks, weight)[1] if weight > 0 else None
     transform, result = fit_clusters(features, cluster.clusters, cluster, seed=seed, groups=stacks,
                                      structure=coordinates)
     embedded = embed_units(transform, features, collection.acquisitions, cluster.acquisition_weight, coordinates)

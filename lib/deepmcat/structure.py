@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from deepmcat.clustering import group_means
 from deepmcat.units import Unit
 
 #: the two coordinates, log2 of: units in the unit's stack, frames (or images) of the unit
@@ -57,3 +58,10 @@ class StructureScale:
         if not state:
             return None
         return cls(np.asarray(state["mean"], np.float64), np.asarray(state["std"], np.float64), float(state["weight"]))
+
+
+def fit_structure(raw: np.ndarray, acquisitions: np.ndarray, weight: float) -> tuple[StructureScale, np.ndarray]:
+    """The scale fitted on one row per acquisition (integer ids 0..A-1: the mean of its units' rows, as
+    k-means sees acquisitions), and every unit's scaled coordinates."""
+    scale = StructureScale.fit(group_means(raw, acquisitions), weight)
+    return scale, scale(raw, len(raw))

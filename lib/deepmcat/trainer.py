@@ -28,7 +28,7 @@ from tqdm import tqdm
 from deepmcat import checkpoint
 from deepmcat.cache import RowView
 from deepmcat.augment import augment
-from deepmcat.clustering import (confidence_temperature, content_distances, embed_units, fit_clusters, group_means,
+from deepmcat.clustering import (confidence_temperature, content_distances, embed_units, fit_clusters,
                                   squared_distances)
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import Collection
@@ -39,7 +39,7 @@ from deepmcat.metrics import evaluate
 from deepmcat.model import DeepMCATNet
 from deepmcat.modelfile import PublishedModel, TrainingState, load_checkpoint, save_checkpoint, save_model
 from deepmcat.sampling import grouped_order, uniform_cluster_sample
-from deepmcat.structure import StructureScale
+from deepmcat.structure import StructureScale, fit_structure
 
 log = logging.getLogger(__name__)
 
@@ -343,8 +343,7 @@ class Trainer:
         weight = self.cfg.cluster.structure_weight
         if data.structure is None or weight <= 0:
             return None, None
-        scale = StructureScale.fit(group_means(data.structure, data.acquisition_ids), weight)
-        return scale, scale(data.structure, len(data.structure))
+        return fit_structure(data.structure, data.acquisition_ids, weight)
 
     def _parallel(self, net: DeepMCATNet):
         """The network as DistributedDataParallel when there are several ranks (rebuilt whenever the head is
