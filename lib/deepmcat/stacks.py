@@ -19,7 +19,8 @@ from deepmcat.units import Unit
 def merge_stacks(units: Sequence[Unit]) -> int:
     """Mark the units of series acquired alike in one examination with one ``stack`` (in their metadata) and
     record each unit's stack size; returns how many stacks of several series were found. Units without a
-    recorded shape (volumes, NIfTI) keep their acquisition as their stack."""
+    recorded shape (3-D volumes, NIfTI whose sidecar names no image type) keep their acquisition as their
+    stack."""
     series_of: dict[tuple, set[str]] = defaultdict(set)
     for unit in units:
         if unit.meta.get("shape"):

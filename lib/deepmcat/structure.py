@@ -17,10 +17,6 @@ import numpy as np
 from deepmcat.clustering import group_means
 from deepmcat.units import Unit
 
-#: the two coordinates, log2 of: units in the unit's stack, frames (or images) of the unit
-NAMES = ("stack_units", "depth")
-
-
 def series_structure(units: Sequence[Unit]) -> np.ndarray:
     """(n, 2) float32: log2 of each unit's stack size and depth. The stack size is what the scan recorded
     (``stack_units``: counted over the whole scan, so one series of a stack stored as a series per slice
