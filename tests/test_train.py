@@ -280,3 +280,25 @@ def test_a_strided_stem_keeps_feature_map_sizes_at_a_quarter_of_the_stem_work():
     assert strided.backbone.conv1.stride == (2, 2) and strided.backbone.no_max_pool and not pooled.backbone.no_max_pool
     with pytest.raises(ValueError, match="stem_stride"):
         DeepMCATNet(8, ModelConfig(stem_stride=3))
+
+
+def test_motion_channels_are_each_scales_temporal_spread():
+    import torch
+
+    from deepmcat.config import ModelConfig
+    from deepmcat.model import DeepMCATNet
+
+    net = DeepMCATNet(16, ModelConfig(motion=True), views=2)
+    seen = []
+    net.backbone.conv1.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    still = torch.rand(1, 1, 64, 64).repeat(1, 8, 1, 1)
+    moving = torch.rand(1, 8, 64, 64)
+    assert net.features(torch.cat([still, moving], dim=1)).shape == (1, 128)
+    stem_input = seen[0]
+    assert net.backbone.conv1.in_channels == 18 and stem_input.shape == (1, 18, 64, 64)
+    assert torch.equal(stem_input[:, :16], torch.cat([still, moving], dim=1))
+    assert torch.allclose(stem_input[0, 16], torch.zeros(64, 64), atol=1e-6)  # the still scale does not move
+    assert torch.allclose(stem_input[0, 17], moving[0].std(dim=0, unbiased=False), atol=1e-6)
+    assert DeepMCATNet(8, ModelConfig()).backbone.conv1.in_channels == 8  # off by default
+    with pytest.raises(ValueError, match="motion"):
+        DeepMCATNet(8, ModelConfig(motion=True, spatial_dims=3))

@@ -47,6 +47,9 @@ class ModelConfig:
     #: 2 = the convolution strided, no max-pooling (same feature-map sizes, a quarter of the stem's work,
     #: which dominates this small network)
     stem_stride: int = 1
+    #: each scale's temporal standard deviation (how much the pixel moves over the frames or slices) as one
+    #: more input channel: the 2-D stem sums frames linearly and cannot form it itself
+    motion: bool = False
 
 
 @dataclass

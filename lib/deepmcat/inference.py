@@ -70,7 +70,8 @@ class Model:
         self._stamp = file_stamp(self.model_dir / checkpoint.MODEL)
         self.published = load_model(self.model_dir)
         self.config = self.published.config
-        self.net = DeepMCATNet(self.config.preprocess.channels, self.config.model)
+        self.net = DeepMCATNet(self.config.preprocess.channels, self.config.model,
+                               views=self.config.preprocess.views)
         missing, unexpected = self.net.load_state_dict(self.published.net, strict=False)  # no head is published
         missing = [k for k in missing if not k.startswith("head.")]
         if missing or unexpected:

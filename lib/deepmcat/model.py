@@ -14,13 +14,18 @@ class DeepMCATNet(nn.Module):
     contrastive term. 2-D: the canonical tensor's channels (frames, per scale) are input channels; 3-D: they
     are depth with one channel."""
 
-    def __init__(self, channels: int, cfg: ModelConfig, n_clusters: int = 2):
+    def __init__(self, channels: int, cfg: ModelConfig, n_clusters: int = 2, views: int = 1):
         super().__init__()
         if cfg.spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, not {cfg.spatial_dims}")
         if cfg.stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2, not {cfg.stem_stride}")
+        if cfg.motion and (cfg.spatial_dims != 2 or channels % views):
+            raise ValueError(f"motion channels need the 2-D network and {channels} channels in {views} scales")
         self.spatial_dims = cfg.spatial_dims
+        self.views = views if cfg.motion else 0
+        if self.views:
+            channels += views
         self.backbone = ResNet(
             block="basic",
             layers=list(cfg.layers),
@@ -51,6 +56,9 @@ class DeepMCATNet(nn.Module):
         if self.spatial_dims == 3:
             x = x.unsqueeze(1)
         else:
+            if self.views:
+                scales = x.unflatten(1, (self.views, -1))
+                x = torch.cat([x, scales.std(dim=2, unbiased=False)], dim=1)
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 

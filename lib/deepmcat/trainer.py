@@ -209,7 +209,8 @@ class Trainer:
         torch.manual_seed(t.seed)
         rng = np.random.default_rng(t.seed)
         gen = torch.Generator().manual_seed(t.seed)
-        net = DeepMCATNet(self.cfg.preprocess.channels, self.cfg.model, self._k_train(data)).to(self.device)
+        net = DeepMCATNet(self.cfg.preprocess.channels, self.cfg.model, self._k_train(data),
+                          self.cfg.preprocess.views).to(self.device)
         body = [p for name, p in net.named_parameters() if not name.startswith("head.")]
         run = Run(net, self._optimizer(body), rng, gen)
         saved = load_checkpoint(self.out_dir, map_location=self.device) if resume else None
