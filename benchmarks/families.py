@@ -38,7 +38,7 @@ import torch  # noqa: E402
 
 from benchmarks.common import DATA, machine, save  # noqa: E402
 from deepmcat.clustering import FeatureTransform, embed_units, fit_clusters, group_means, squared_distances  # noqa: E402
-from deepmcat.config import DeepMCATConfig  # noqa: E402
+from deepmcat.config import ClusterConfig, DeepMCATConfig  # noqa: E402
 from deepmcat.data import Collection, load_collection  # noqa: E402
 from deepmcat.features import extract_features, resolve_device  # noqa: E402
 from deepmcat.generate import generate  # noqa: E402
@@ -121,11 +121,12 @@ def predicted_scores(scorer: Scorer, model: Model, data: Path) -> dict:
     return scorer.score([acquisition_cluster[k] for k in scorer.keys])
 
 
-def reclustered_scores(scorer: Scorer, model: Model, features: np.ndarray, weight: float, seed: int) -> dict:
-    """A trained network's final clustering redone with another series-structure weight, assigned and scored
-    as ``predict`` does (units mixed with their acquisition, each acquisition's vote): the same network, so a
-    difference is the structure's alone."""
-    collection, cluster = scorer.collection, model.config.cluster
+def reclustered_scores(scorer: Scorer, model: Model, features: np.ndarray, weight: float, seed: int,
+                       cluster: ClusterConfig | None = None) -> dict:
+    """A trained network's final clustering redone with another series-structure weight (and ``cluster``
+    settings, the model's by default), assigned and scored as ``predict`` does (units mixed with their
+    acquisition, each acquisition's vote): the same network, so a difference is the clustering's alone."""
+    collection, cluster = scorer.collection, cluster or model.config.cluster
     stacks = np.unique(collection.acquisitions, return_inverse=True)[1]
     coordinates = fit_structure(collection.structure, stacks, weight)[1] if weight > 0 else None
     transform, result = fit_clusters(features, cluster.clusters, cluster, seed=seed, groups=stacks,
@@ -157,7 +158,7 @@ def run_set(name: str, args, device: torch.device, out: dict, save) -> None:
     runs, probes = [], []
     for seed in args.seeds:
         torch.manual_seed(seed)
-        net = DeepMCATNet(cfg.preprocess.channels, cfg.model, 8).to(device)
+        net = DeepMCATNet(cfg.preprocess.channels, cfg.model, 8, cfg.preprocess.views).to(device)
         features = extract_features(net, collection.tensors, device, cfg.train.amp)
         runs.append(cluster_scores(scorer, features, cfg, seed))
         probes.append(scorer.probe(features, cfg))

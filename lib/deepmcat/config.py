@@ -62,8 +62,10 @@ class ClusterConfig:
     train_clusters: int = 0
     pca_dim: int = 16
     #: PCA whitening (DeepCluster's eigen power -0.5), applied only when there are at least
-    #: ``whiten_min_points`` points per dimension: fitted on few points it amplifies noise
-    whiten: bool = True
+    #: ``whiten_min_points`` points per dimension. Off: it gives the weakest of the 16 directions the weight
+    #: of the strongest, and on the design families it cost classic 0.08-0.09 purity (16 and 40 subjects)
+    #: while torso gained 0.03 or nothing (benchmarks/README.md, "Whitening")
+    whiten: bool = False
     whiten_min_points: int = 10
     niter: int = 30
     #: k-means restarts, the lowest objective kept: cheap on acquisition means, and with few restarts a
