@@ -21,6 +21,6 @@ PIP_INSTALL=("$VENV/bin/python" -m pip install -q --no-cache-dir --no-build-isol
 # one resolution for everything; where the Slicer panel harness's packages cannot be installed, the rest is,
 # and that test is skipped saying why
 "${PIP_INSTALL[@]}" -e '.[app,test,slicer]' \
-  || { echo "warning: slicer-core / PyQt5 could not be installed: the Slicer panel test will be skipped" >&2
+  || { echo "warning: the install with the Slicer panel harness (slicer-core, PyQt5) failed, see above; retrying without it (the Slicer panel test will be skipped)" >&2
        "${PIP_INSTALL[@]}" -e '.[app,test]'; }
 "$VENV/bin/python" -c "import deepmcat, monailabel, faiss, itk, torch; print('deepmcat env ready: torch', torch.__version__, '| monailabel', monailabel.__version__)"
