@@ -63,8 +63,8 @@ class ClusterConfig:
     pca_dim: int = 16
     #: PCA whitening (DeepCluster's eigen power -0.5), applied only when there are at least
     #: ``whiten_min_points`` points per dimension. Off: it gives the weakest of the 16 directions the weight
-    #: of the strongest, and on the design families it cost classic 0.08-0.09 purity (16 and 40 subjects)
-    #: while torso gained 0.03 or nothing (benchmarks/README.md, "Whitening")
+    #: of the strongest, and on the design families it cost classic 0.05-0.09 purity (16 and 40 subjects)
+    #: while it gave torso 0.03 or nothing (benchmarks/README.md, "Whitening")
     whiten: bool = False
     whiten_min_points: int = 10
     niter: int = 30
