@@ -7,7 +7,7 @@ import pytest
 
 from deepmcat.config import PreprocessConfig
 from deepmcat.io import UnitPixels
-from deepmcat.preprocess import canonical, sample_frames
+from deepmcat.preprocess import canonical, centre, fit_square, sample_frames
 
 CFG = PreprocessConfig(frames=8, size=32)
 
@@ -18,6 +18,32 @@ def test_any_unit_becomes_the_fixed_shape(shape):
     out = canonical(UnitPixels(rng.random(shape).astype(np.float32) * 1000, (1.4, 1.4)), CFG)
     assert out.shape == (8, 32, 32) and out.dtype == np.float32
     assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_resizing_padding_and_cropping_agree_with_monai(seed):
+    """The numpy resize (kept free of MONAI and torch for fast worker start-up) is MONAI's Resize +
+    SpatialPad and CenterSpatialCrop: shrinking (area), enlarging (bilinear), mixed, odd and even sizes."""
+    import torch
+    from monai.transforms import CenterSpatialCrop, Resize, SpatialPad
+
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        rows, cols = (int(n) for n in rng.integers(1, 260, 2))
+        spacing = tuple(float(v) for v in rng.uniform(0.4, 2.5, 2))
+        size = int(rng.choice([31, 32, 64, 96]))
+        frames = rng.random((3, rows, cols)).astype(np.float32)
+        extent = np.array([rows * spacing[0], cols * spacing[1]])
+        target = tuple(int(t) for t in np.maximum(1, np.round(extent / extent.max() * size)))
+        mode = "area" if target[0] <= rows and target[1] <= cols else "bilinear"
+        resized = Resize(spatial_size=target, mode=mode)(torch.as_tensor(frames))
+        expected = np.asarray(SpatialPad(spatial_size=(size, size), mode="constant")(resized))
+        np.testing.assert_allclose(fit_square(frames, spacing, size), expected, atol=2e-5, rtol=0)
+        fraction = float(rng.uniform(0.05, 0.95))
+        side = fraction * extent.max()
+        keep = [max(1, min(n, int(round(side / sp)))) for n, sp in ((rows, spacing[0]), (cols, spacing[1]))]
+        np.testing.assert_array_equal(centre(frames, spacing, fraction),
+                                      np.asarray(CenterSpatialCrop(roi_size=keep)(frames)))
 
 
 def test_frame_sampling_is_even_and_repeats_single_images():
