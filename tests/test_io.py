@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -66,6 +67,56 @@ def test_compressed_transfer_syntaxes_decode_like_the_uncompressed_file(tmp_path
     px = read_unit(report.units[0])
     assert px.array.shape == (1, 64, 64)
     assert np.array_equal(px.array[0], reference.astype(np.float32))
+
+
+def _as_pydicom_decodes(unit):
+    return read_unit(dataclasses.replace(unit, locations=None))
+
+
+@pytest.mark.parametrize("bits, signed, syntax", [(16, 0, "1.2.840.10008.1.2"), (16, 1, "1.2.840.10008.1.2.1"),
+                                                   (8, 0, "1.2.840.10008.1.2.1"), (32, 1, "1.2.840.10008.1.2")])
+def test_located_pixel_bytes_decode_as_pydicom_does(tmp_path, bits, signed, syntax):
+    """The header pass notes where a plain image's pixel values lie; reading just those bytes gives what
+    pydicom's decoder gives (rescaled, in trigger order), and the frames not used are never read."""
+    rng = np.random.default_rng(bits + signed)
+    info = np.iinfo(f"{'i' if signed else 'u'}{bits // 8}")
+    for t in range(5):
+        path = write_dicom(tmp_path / f"f{t}.dcm", np.zeros((6, 7), np.uint16), "4.4", trigger=float(4 - t),
+                           spacing=(1.25, 0.75), intercept=-7.0)
+        ds = pydicom.dcmread(path)
+        ds.BitsAllocated = ds.BitsStored = bits
+        ds.HighBit, ds.PixelRepresentation, ds.RescaleSlope = bits - 1, signed, 0.5 + t
+        values = rng.integers(max(info.min, -10_000), min(info.max, 10_000), (6, 7), endpoint=True)
+        ds.PixelData = values.astype(f"<{'i' if signed else 'u'}{bits // 8}").tobytes()
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(path, write_like_original=False)
+    (unit,) = scan(tmp_path).units
+    assert all(unit.locations)
+    fast, slow = read_unit(unit, frames=3), _as_pydicom_decodes(unit).array
+    np.testing.assert_array_equal(fast.array, slow[[0, 2, 4]])
+    assert fast.spacing == (1.25, 0.75)
+
+
+@pytest.mark.parametrize("name, located", [
+    ("MR_small.dcm", True), ("MR_small_implicit.dcm", True), ("MR_small_padded.dcm", True), ("CT_small.dcm", True),
+    ("rtdose_1frame.dcm", True), ("MR_small_bigendian.dcm", False), ("MR_small_RLE.dcm", False),
+    ("rtdose.dcm", False), ("liver_1frame.dcm", False), ("image_dfl.dcm", False), ("SC_rgb_small_odd.dcm", False),
+    ("SC_ybr_full_422_uncompressed.dcm", False)])
+def test_only_plain_images_are_read_by_location(tmp_path, name, located):
+    shutil.copy(get_testdata_file(name), tmp_path / name)
+    (unit,) = scan(tmp_path).units
+    assert bool(unit.locations and all(unit.locations)) == located
+    np.testing.assert_array_equal(read_unit(unit).array, _as_pydicom_decodes(unit).array)
+
+
+@pytest.mark.skipif(not REAL_CMR.is_dir(), reason="real CMR examination not present")
+def test_real_cmr_examination_reads_alike_by_location_and_through_pydicom():
+    units = scan(REAL_CMR).units
+    assert sum(all(u.locations or [None]) for u in units) == len(units)  # Philips: every frame plain
+    for unit in units:
+        fast, slow = read_unit(unit, frames=8), read_unit(dataclasses.replace(unit, locations=None), frames=8)
+        np.testing.assert_array_equal(fast.array, slow.array)
+        assert fast.spacing == slow.spacing
 
 
 def test_rgb_secondary_capture_becomes_luminance(tmp_path):

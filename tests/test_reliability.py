@@ -99,7 +99,7 @@ def rle_bomb(path: Path) -> Path:
 
 #: what the message of each bad file says (a regular expression)
 REASONS = {
-    "truncated_dicom": "cannot decode pixel data", "corrupt_dicom": "not a DICOM file",
+    "truncated_dicom": "cannot decode pixel data|pixel data truncated", "corrupt_dicom": "not a DICOM file",
     "no_pixel_data": "has no pixel data", "unsupported_transfer_syntax": "no image size found in its compressed data",
     "huge_declared_dimensions": "declared size 1000x65535x65535x1 exceeds the limit", "nifti_5d": "5-D images",
     "nifti_empty": "empty|blank", "nifti_all_nan": "no finite|blank", "text_named_nifti": "not a readable image",

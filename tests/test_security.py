@@ -186,8 +186,9 @@ def test_only_the_frames_used_are_decoded_and_a_4d_file_once(tmp_path, monkeypat
                     trigger=10.0 * t, instance=t + 1)
     nib.save(nib.Nifti1Image(np.random.rand(16, 16, 5, 12).astype(np.float32), np.eye(4)), tmp_path / "sax.nii.gz")
     decoded, reads = [], []
-    real_frames, real_imread = dicom._dicom_frames, itk.imread
+    real_frames, real_located, real_imread = dicom._dicom_frames, dicom._located_frame, itk.imread
     monkeypatch.setattr(dicom, "_dicom_frames", lambda path: decoded.append(path) or real_frames(path))
+    monkeypatch.setattr(dicom, "_located_frame", lambda path, at: decoded.append(path) or real_located(path, at))
     monkeypatch.setattr(itk, "imread", lambda *a, **k: reads.append(a[0]) or real_imread(*a, **k))
     cfg = PreprocessConfig(frames=4, size=16)
     units = dio.scan(tmp_path).units

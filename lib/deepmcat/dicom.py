@@ -1,17 +1,25 @@
 """DICOM files → units: grouped by SeriesInstanceUID, ImageType, orientation and matrix size, then by slice
 position; frames ordered by TriggerTime / InstanceNumber. Decoding checks the budget (:mod:`deepmcat.limits`)
-first and decodes only the files of the frames used."""
+first and decodes only the files of the frames used.
+
+Headers are parsed once. For the common uncompressed single-frame image, the header pass also notes where
+its pixel values lie in the file (:class:`PixelLocation`: pydicom's ``value_tell`` of the deferred pixel
+data) and decoding reads just those bytes; every other file (compressed, multi-frame, colour, big-endian,
+signed with unused bits) goes through pydicom's decoders."""
 
 from __future__ import annotations
 
+import struct
 import zlib
 from collections import defaultdict
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pydicom
 from pydicom.encaps import generate_pixel_data_frame
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from deepmcat import limits
 from deepmcat.cache import HeaderCache
@@ -20,10 +28,33 @@ from deepmcat.units import ReadError, Unit, UnitPixels, frames_to_read
 
 #: patient identifiers: kept for ``organize --show-phi``, never written out otherwise
 PHI_FIELDS = ("PatientName", "PatientID", "PatientBirthDate")
-#: headers read in ~1.3 ms a file on one core; each worker first imports the entry point's module again
-#: (``deepmcat`` imports torch: ~4.6 s on the 2-core machine), and measured there 6,733 files took 18.2 s in
-#: one process but 26.7 s with 2 workers (benchmarks/results/reading-16s-*.json): only large archives gain
-PARALLEL_MIN_FILES = 15_000
+#: headers are read in ~0.6 ms a file on one core of the 2-core machine; starting the fork server and its
+#: workers takes ~0.5 s, which ~2,000 files repay
+PARALLEL_MIN_FILES = 2000
+#: the header elements grouping, metadata and the pixel location use; pydicom skips the others unparsed (as
+#: tags: pydicom would look each keyword up again for every file)
+HEADER_TAGS = [Tag(keyword) for keyword in ("ImageType", "Modality", "SeriesDescription", *PHI_FIELDS, "TriggerTime", "StudyInstanceUID",
+               "SeriesInstanceUID", "SeriesNumber", "InstanceNumber", "ImagePositionPatient",
+               "ImageOrientationPatient", "SliceLocation", "NumberOfFrames", "SharedFunctionalGroupsSequence",
+               "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "PixelSpacing",
+               "ImagerPixelSpacing", "BitsAllocated", "BitsStored", "PixelRepresentation", "RescaleIntercept",
+               "RescaleSlope")]
+#: the pixel data element's tag as it starts the element in a little-endian file
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+#: transfer syntaxes whose pixel data is the plain little-endian array
+RAW_SYNTAXES = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+
+
+class PixelLocation(NamedTuple):
+    """Where a plain single-frame image's pixel values lie in its file, and how to turn them into values."""
+
+    offset: int
+    dtype: str
+    rows: int
+    cols: int
+    slope: float | None
+    intercept: float | None
+    spacing: tuple[float, float]
 
 
 def _orientation_key(ds) -> tuple:
@@ -60,11 +91,30 @@ def _dicom_meta(ds) -> dict:
     }
 
 
+def _pixel_data_value(fp, implicit_vr: bool) -> tuple[int, int] | None:
+    """(offset, length) of the pixel data's value, ``fp`` at the start of its element (where pydicom's
+    ``stop_before_pixels`` leaves it), or None where the element is not plain pixel data. The element
+    header is a tag and a 4-byte length, with VR and 2 reserved bytes between them in explicit VR (PS3.5
+    7.1.2); an undefined length (0xFFFFFFFF) means encapsulated, compressed frames."""
+    start = fp.tell()
+    head = fp.read(12)
+    if head[:4] != PIXEL_DATA_TAG:
+        return None
+    if implicit_vr:
+        return start + 8, struct.unpack("<I", head[4:8])[0]
+    if len(head) < 12 or head[4:6] not in (b"OB", b"OW"):
+        return None
+    return start + 12, struct.unpack("<I", head[8:12])[0]
+
+
 def _read_header(path: str):
-    """Header of a DICOM image file, or a reason string why it is not one."""
+    """Header of a DICOM image file and where its pixel data's value lies ((offset, length) or None), or a
+    reason string why it is not a DICOM image file."""
     try:
         limits.check_deflated(path)
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        with open(path, "rb") as fp:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=HEADER_TAGS)
+            pixel_data = _pixel_data_value(fp, ds.is_implicit_VR) if ds.is_little_endian else None
     except InvalidDicomError:
         return "not a DICOM file"
     except limits.BudgetError as exc:
@@ -75,24 +125,48 @@ def _read_header(path: str):
         return "DICOM file without SeriesInstanceUID"
     if "Rows" not in ds or "Columns" not in ds:
         return "DICOM file without image (no Rows/Columns)"
-    return ds
+    return ds, pixel_data
 
 
-#: what grouping keeps of one file: (path, group key, (path, position, frame order, frame count), metadata);
-#: the metadata is None where an earlier file of the same batch had the same key (it is the group's, and
-#: reading it costs a third of the header's time)
-HeaderRecord = tuple[str, tuple, tuple[str, "float | None", tuple, int], "dict | None"]
+def _pixel_location(ds, pixel_data: tuple[int, int] | None) -> PixelLocation | None:
+    """Where the pixel values of a plain image lie (uncompressed little-endian, one frame, one sample,
+    8/16/32 bits, unsigned or signed with every bit used), or None: pydicom decodes it then."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax not in RAW_SYNTAXES or pixel_data is None or "SharedFunctionalGroupsSequence" in ds:
+        return None
+    try:
+        bits, signed = int(ds.BitsAllocated), int(ds.PixelRepresentation)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        plain = (int(getattr(ds, "NumberOfFrames", 1) or 1) == 1 and int(getattr(ds, "SamplesPerPixel", 1)) == 1
+                 and bits in (8, 16, 32) and signed in (0, 1) and (not signed or int(ds.BitsStored) == bits)
+                 and str(getattr(ds, "PhotometricInterpretation", "")) in ("MONOCHROME1", "MONOCHROME2"))
+        slope, intercept = (getattr(ds, k, None) for k in ("RescaleSlope", "RescaleIntercept"))
+        slope, intercept = (None if v is None else float(v) for v in (slope, intercept))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    offset, length = pixel_data
+    if not plain or rows < 1 or cols < 1 or not rows * cols * bits // 8 <= length < 0xFFFFFFFF:
+        return None
+    return PixelLocation(offset, f"<{'i' if signed else 'u'}{bits // 8}", rows, cols, slope, intercept,
+                         _pixel_spacing(ds))
+
+
+#: what grouping keeps of one file: (path, group key, (path, position, frame order, frame count, pixel
+#: location), metadata); the metadata is None where an earlier file of the same batch had the same key (it
+#: is the group's, and reading it costs a third of the header's time)
+HeaderRecord = tuple[str, tuple, tuple[str, "float | None", tuple, int, "PixelLocation | None"], "dict | None"]
 #: files whose headers one task reads (one worker round trip; metadata read once per group per batch)
 HEADER_BATCH = 64
 
 
-def _key_and_member(path: str, ds) -> tuple[tuple, tuple] | str:
+def _key_and_member(path: str, ds, pixel_data: tuple[int, int] | None) -> tuple[tuple, tuple] | str:
     """A file's group key and what its group keeps of it, or why its header is malformed."""
     try:
         # matrix size too: files that reuse a series UID with another image size cannot be one unit
         key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))),
                _orientation_key(ds) + (int(ds.Rows), int(ds.Columns)))
-        return key, (path, _slice_position(ds), _frame_order(ds), int(getattr(ds, "NumberOfFrames", 1) or 1))
+        return key, (path, _slice_position(ds), _frame_order(ds), int(getattr(ds, "NumberOfFrames", 1) or 1),
+                     _pixel_location(ds, pixel_data))
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. TriggerTime "abc": this file only
         return f"malformed DICOM header ({type(exc).__name__}: {exc})"
 
@@ -104,12 +178,13 @@ def header_records(paths: Sequence[str]) -> list[HeaderRecord | tuple[str, str]]
     records: list[HeaderRecord | tuple[str, str]] = []
     seen: set[tuple] = set()
     for path in paths:
-        ds = _read_header(path)
-        parsed = ds if isinstance(ds, str) else _key_and_member(path, ds)
+        header = _read_header(path)
+        parsed = header if isinstance(header, str) else _key_and_member(path, *header)
         if isinstance(parsed, str):
             records.append((path, parsed))
             continue
         key, member = parsed
+        ds = header[0]
         records.append((path, key, member, None if key in seen else _dicom_meta(ds)))
         seen.add(key)
     return records
@@ -145,7 +220,11 @@ def _from_json(record: list) -> HeaderRecord | tuple[str, str]:
     if len(record) == 2:
         return tuple(record)
     path, key, member, meta = record
-    return (path, (key[0], key[1], tuple(key[2])), (member[0], member[1], tuple(member[2]), member[3]), meta)
+    location = member[4] if len(member) > 4 and member[4] else None  # records cached before locations: None
+    if location is not None:
+        location = PixelLocation(*location[:6], tuple(location[6]))
+    return (path, (key[0], key[1], tuple(key[2])), (member[0], member[1], tuple(member[2]), member[3], location),
+            meta)
 
 
 def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = False,
@@ -158,7 +237,7 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
     the metadata once per group, so memory stays small for archives of many thousands of files.
     """
     skipped: list[tuple[str, str]] = []
-    groups: dict[tuple, list[tuple[str, float | None, tuple, int]]] = defaultdict(list)
+    groups: dict[tuple, list[tuple[str, float | None, tuple, int, PixelLocation | None]]] = defaultdict(list)
     metas: dict[tuple, dict] = {}
     for record in read_records(files, workers, progress, headers):
         if len(record) == 2:
@@ -180,7 +259,7 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
         series_uid, image_type, orientation = key
         meta = metas[key]
         tag = f"{series_uid}/{zlib.crc32(f'{image_type}{orientation}'.encode()) % 100_000:05d}"
-        for i, m in enumerate(sorted(m for m in members if m[3] > 1)):
+        for i, m in enumerate(sorted((m for m in members if m[3] > 1), key=lambda m: m[0])):
             units.append(Unit(f"{tag}/mf{i}", series_uid, [m[0]], "dicom", _with_shape(meta, orientation, m[3])))
         single = [m for m in members if m[3] == 1]
         if not single:
@@ -191,13 +270,14 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
         positions = sorted(by_position, key=lambda p: (p is None, p if p is not None else 0.0))
         if all(len(by_position[p]) == 1 for p in positions) and len(positions) > 1:
             # one frame per position and no time: a 3-D volume, ordered along its normal
-            ordered = [by_position[p][0][0] for p in positions]
-            units.append(Unit(f"{tag}/vol", series_uid, ordered, "dicom", dict(meta, depth=len(ordered))))
+            ordered = [by_position[p][0] for p in positions]
+            units.append(Unit(f"{tag}/vol", series_uid, [m[0] for m in ordered], "dicom",
+                              dict(meta, depth=len(ordered)), locations=[m[4] for m in ordered]))
             continue
         for k, pos in enumerate(positions):
             frames = sorted(by_position[pos], key=lambda m: m[2])
             units.append(Unit(f"{tag}/s{k:03d}", series_uid, [m[0] for m in frames], "dicom",
-                              _with_shape(meta, orientation, len(frames))))
+                              _with_shape(meta, orientation, len(frames)), locations=[m[4] for m in frames]))
     return units, skipped
 
 
@@ -286,13 +366,36 @@ def _dicom_frames(path: str) -> tuple[np.ndarray, tuple[float, float]]:
     return arr, _pixel_spacing(ds)
 
 
+def _located_frame(path: str, where: PixelLocation) -> tuple[np.ndarray, tuple[float, float]]:
+    """(1, rows, cols) float32 of a plain image whose pixel data the header pass located: just those bytes
+    are read, then rescaled as :func:`_rescale` does."""
+    count = where.rows * where.cols
+    try:
+        limits.check_bytes(count * 4, f"declared size {where.rows}x{where.cols}")
+        arr = np.fromfile(path, dtype=where.dtype, count=count, offset=where.offset)
+    except limits.BudgetError as exc:
+        raise ReadError(f"{path}: {exc}") from exc
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot read DICOM pixel data ({exc})") from exc
+    if arr.size != count:
+        raise ReadError(f"{path}: pixel data truncated ({arr.size} of {count} values)")
+    arr = arr.reshape(1, where.rows, where.cols).astype(np.float32)
+    if where.slope is not None:
+        arr *= where.slope
+    if where.intercept is not None:
+        arr += where.intercept
+    return arr, where.spacing
+
+
 def read_dicom_unit(unit: Unit, frames: int | None) -> UnitPixels:
-    """One file per frame (or one multi-frame file): only the files of the frames used are decoded."""
+    """One file per frame (or one multi-frame file): only the files of the frames used are decoded, those
+    the header pass located (:class:`PixelLocation`) by reading just their pixel bytes."""
     picked = frames_to_read(len(unit.files), frames)
-    files = unit.files if picked is None else [unit.files[i] for i in picked]
+    indices = range(len(unit.files)) if picked is None else picked
     arrays, spacing, total = [], None, 0
-    for path in files:
-        arr, sp = _dicom_frames(path)
+    for i in indices:
+        path, where = unit.files[i], unit.locations[i] if unit.locations else None
+        arr, sp = _located_frame(path, where) if where is not None else _dicom_frames(path)
         if arrays and arr.shape[1:] != arrays[0].shape[1:]:
             raise ReadError(f"{path}: frame size {arr.shape[1:]} differs from the rest of its unit")
         total += arr.nbytes

@@ -26,6 +26,9 @@ class Unit:
     meta: dict = field(default_factory=dict)
     #: for volume files with several units (4-D), which slice position this unit is
     slice_index: int | None = None
+    #: for DICOM, where each file's pixel values lie when the header pass found them plain
+    #: (:class:`deepmcat.dicom.PixelLocation`, or None per file); decoding then reads just those bytes
+    locations: list | None = None
 
     @property
     def acquisition(self) -> str:
