@@ -13,10 +13,12 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 CHECKPOINT = "checkpoint.pt"  # the training state, rewritten every epoch
 MODEL = "model.pt"  # the published model, written once training ends
@@ -47,6 +49,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def to_plain(obj: Any) -> Any:
     """``obj`` with numpy arrays as tensors and numpy scalars as Python numbers: what a weights-only load
     accepts (tensors, numbers, strings, None, lists, tuples and dicts)."""
+    import torch  # here, not at the top: the command line imports this module, and its reading workers
+    # import the command line again; torch would cost each of them ~2 s
+
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(obj))
     if isinstance(obj, np.generic):
@@ -64,6 +69,8 @@ def save(state: dict, path: Path) -> None:
     One file, written to a temporary name and renamed: a reader sees the old file or the new one, never a
     mix, whenever the writer is killed (a digest in a second file could not be replaced together with it).
     """
+    import torch
+
     buffer = io.BytesIO()
     torch.save(to_plain(state), buffer)
     payload = buffer.getvalue()
@@ -81,6 +88,8 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
     digest, payload = data[len(MAGIC) : header - 1].decode(errors="replace"), data[header:]
     if hashlib.sha256(payload).hexdigest() != digest:
         raise CheckpointError(f"{path} is corrupt: its content does not match its SHA-256 checksum")
+    import torch
+
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -18,9 +18,9 @@ from deepmcat.preprocess import canonical
 from deepmcat.structure import series_structure
 
 
-#: decoding and resampling take ~20 ms a unit on one core; starting workers costs ~12 s on the 2-core machine
-#: (once a process, mostly importing MONAI), which 1,000 units (~20 s of decoding) repay
-PARALLEL_MIN_UNITS = 1000
+#: decoding and the canonical tensor take ~5 ms a unit on one core of the 2-core machine; starting the fork
+#: server and its workers ~0.5 s, which ~200 units repay
+PARALLEL_MIN_UNITS = 200
 #: units a worker decodes per task (fewer round trips; progress still moves often)
 UNITS_PER_TASK = 8
 
