@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,12 +29,17 @@ from deepmcat.data import load_collection  # noqa: E402
 from deepmcat.parallel import default_workers  # noqa: E402
 
 
-def timed_load(data: Path, workers: int, cache: TensorCache | None) -> dict:
-    tic = time.time()
-    collection = load_collection(data, PreprocessConfig(), progress=False, workers=workers, cache=cache)
-    seconds = time.time() - tic
+def timed_load(data: Path, workers: int, cache: TensorCache | None, repeats: int = 1) -> dict:
+    """Files → canonical tensors, ``repeats`` times (the median is the figure: this machine's timings vary
+    by ±20 % from run to run)."""
+    times = []
+    for _ in range(repeats):
+        tic = time.time()
+        collection = load_collection(data, PreprocessConfig(), progress=False, workers=workers, cache=cache)
+        times.append(time.time() - tic)
+    seconds = statistics.median(times)
     return {"workers": workers or default_workers(), "cache": cache is not None, "units": len(collection.units),
-            "files": collection.n_files, "seconds": round(seconds, 2),
+            "files": collection.n_files, "seconds": round(seconds, 2), "runs": [round(t, 2) for t in times],
             "units_per_s": round(len(collection.units) / seconds, 1)}
 
 
@@ -53,6 +59,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--subjects", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3, help="timed loads without the cache, median reported")
     p.add_argument("--tag", default="", help="added to the JSON's name (runs of one day keep apart)")
     args = p.parse_args()
     data = DATA / f"demo-{args.subjects}s-seed{args.seed}"
@@ -62,7 +69,7 @@ def main() -> None:
         generate(data, args.subjects, seed=args.seed, balanced=False, progress=False)
     result: dict = {"date": dt.date.today().isoformat(), "machine": machine(), "data": data.name, "loads": []}
     for workers in (1, 0):
-        result["loads"].append(timed_load(data, workers, None))
+        result["loads"].append(timed_load(data, workers, None, args.repeats))
         print(result["loads"][-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
