@@ -119,6 +119,22 @@ def test_real_cmr_examination_reads_alike_by_location_and_through_pydicom():
         assert fast.spacing == slow.spacing
 
 
+def test_values_remembered_across_a_series_headers_are_those_each_header_gives(tmp_path, cine_folder):
+    """Header records reuse what earlier files' identical stored values gave (DerivedValues); each file read
+    alone, with nothing remembered, gives the same group key and member."""
+    from deepmcat.dicom import header_records
+    from deepmcat.io import list_files
+
+    for name in ("MR_small.dcm", "MR_small_bigendian.dcm", "CT_small.dcm", "rtdose.dcm"):
+        shutil.copy(get_testdata_file(name), tmp_path / name)
+    files = list_files(cine_folder) + list_files(tmp_path) + (list_files(REAL_CMR) if REAL_CMR.is_dir() else [])
+    together = header_records(files)
+    assert sum(len(r) == 4 for r in together) >= 20
+    for record, path in zip(together, files):
+        alone = header_records([path])[0]
+        assert record[:3] == alone[:3], path
+
+
 def test_rgb_secondary_capture_becomes_luminance(tmp_path):
     shutil.copy(get_testdata_file("SC_rgb_small_odd.dcm"), tmp_path / "rgb.dcm")
     px = read_unit(scan(tmp_path).units[0])

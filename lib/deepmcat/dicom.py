@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.encaps import generate_pixel_data_frame
 from pydicom.errors import InvalidDicomError
+from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -128,11 +129,11 @@ def _read_header(path: str):
     return ds, pixel_data
 
 
-def _pixel_location(ds, pixel_data: tuple[int, int] | None) -> PixelLocation | None:
-    """Where the pixel values of a plain image lie (uncompressed little-endian, one frame, one sample,
-    8/16/32 bits, unsigned or signed with every bit used), or None: pydicom decodes it then."""
+def _pixel_format(ds) -> tuple[str, int, int, int, float | None, float | None, tuple[float, float]] | None:
+    """(dtype, rows, cols, bytes, slope, intercept, spacing) of a plain image (uncompressed little-endian, one
+    frame, one sample, 8/16/32 bits, unsigned or signed with every bit used), or None: pydicom decodes it."""
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax not in RAW_SYNTAXES or pixel_data is None or "SharedFunctionalGroupsSequence" in ds:
+    if syntax not in RAW_SYNTAXES or "SharedFunctionalGroupsSequence" in ds:
         return None
     try:
         bits, signed = int(ds.BitsAllocated), int(ds.PixelRepresentation)
@@ -144,11 +145,71 @@ def _pixel_location(ds, pixel_data: tuple[int, int] | None) -> PixelLocation | N
         slope, intercept = (None if v is None else float(v) for v in (slope, intercept))
     except (AttributeError, TypeError, ValueError):
         return None
-    offset, length = pixel_data
-    if not plain or rows < 1 or cols < 1 or not rows * cols * bits // 8 <= length < 0xFFFFFFFF:
+    if not plain or rows < 1 or cols < 1:
         return None
-    return PixelLocation(offset, f"<{'i' if signed else 'u'}{bits // 8}", rows, cols, slope, intercept,
-                         _pixel_spacing(ds))
+    return f"<{'i' if signed else 'u'}{bits // 8}", rows, cols, rows * cols * bits // 8, slope, intercept, \
+        _pixel_spacing(ds)
+
+
+def _pixel_location(pixel_format: tuple | None, pixel_data: tuple[int, int] | None) -> PixelLocation | None:
+    """Where a plain image's pixel values lie, when its pixel data holds them all."""
+    if pixel_format is None or pixel_data is None:
+        return None
+    dtype, rows, cols, n_bytes, slope, intercept, spacing = pixel_format
+    offset, length = pixel_data
+    return PixelLocation(offset, dtype, rows, cols, slope, intercept, spacing) \
+        if n_bytes <= length < 0xFFFFFFFF else None
+
+
+def _group_key(ds) -> tuple:
+    # matrix size too: files that reuse a series UID with another image size cannot be one unit
+    return (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))),
+            _orientation_key(ds) + (int(ds.Rows), int(ds.Columns)))
+
+
+def _frame_count(ds) -> int:
+    return int(getattr(ds, "NumberOfFrames", 1) or 1)
+
+
+def _tags(*keywords: str) -> tuple:
+    return tuple(Tag(k) for k in keywords)
+
+
+#: each value derived from a header, and the elements it is derived from
+DERIVED_FROM = {
+    _group_key: _tags("SeriesInstanceUID", "ImageType", "ImageOrientationPatient", "Rows", "Columns"),
+    _slice_position: _tags("ImageOrientationPatient", "ImagePositionPatient", "SliceLocation"),
+    _frame_order: _tags("TriggerTime", "InstanceNumber"),
+    _frame_count: _tags("NumberOfFrames"),
+    _pixel_format: _tags("SharedFunctionalGroupsSequence", "BitsAllocated", "PixelRepresentation", "BitsStored",
+                         "NumberOfFrames", "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns",
+                         "RescaleSlope", "RescaleIntercept", "PixelSpacing", "ImagerPixelSpacing"),
+}
+
+
+class DerivedValues:
+    """Values derived from headers, remembered by the stored bytes of the elements they come from (and the
+    transfer syntax): the files of one series repeat most of those bytes, and pydicom's conversion of the
+    values costs about as much as parsing the file. A new value is computed from the header as before, so
+    what is remembered is exactly what would be computed again."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple, object] = {}
+
+    def get(self, derive, ds):
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        key = (derive, str(syntax), ds.is_little_endian, *(_stored(ds, tag) for tag in DERIVED_FROM[derive]))
+        if key not in self._known:
+            self._known[key] = derive(ds)
+        return self._known[key]
+
+
+def _stored(ds, tag) -> object:
+    """An element's bytes as stored in the file, or, once pydicom has converted it, its value's text."""
+    elem = ds.get_item(tag)
+    if elem is None:
+        return None
+    return elem.value if isinstance(elem, RawDataElement) else repr(elem.value)
 
 
 #: what grouping keeps of one file: (path, group key, (path, position, frame order, frame count, pixel
@@ -159,14 +220,13 @@ HeaderRecord = tuple[str, tuple, tuple[str, "float | None", tuple, int, "PixelLo
 HEADER_BATCH = 64
 
 
-def _key_and_member(path: str, ds, pixel_data: tuple[int, int] | None) -> tuple[tuple, tuple] | str:
+def _key_and_member(path: str, ds, pixel_data: tuple[int, int] | None, derived: DerivedValues
+                    ) -> tuple[tuple, tuple] | str:
     """A file's group key and what its group keeps of it, or why its header is malformed."""
     try:
-        # matrix size too: files that reuse a series UID with another image size cannot be one unit
-        key = (str(ds.SeriesInstanceUID), str(list(getattr(ds, "ImageType", []))),
-               _orientation_key(ds) + (int(ds.Rows), int(ds.Columns)))
-        return key, (path, _slice_position(ds), _frame_order(ds), int(getattr(ds, "NumberOfFrames", 1) or 1),
-                     _pixel_location(ds, pixel_data))
+        return derived.get(_group_key, ds), (
+            path, derived.get(_slice_position, ds), derived.get(_frame_order, ds), derived.get(_frame_count, ds),
+            _pixel_location(derived.get(_pixel_format, ds), pixel_data))
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. TriggerTime "abc": this file only
         return f"malformed DICOM header ({type(exc).__name__}: {exc})"
 
@@ -177,9 +237,10 @@ def header_records(paths: Sequence[str]) -> list[HeaderRecord | tuple[str, str]]
     results, so that worker processes can read headers."""
     records: list[HeaderRecord | tuple[str, str]] = []
     seen: set[tuple] = set()
+    derived = DerivedValues()
     for path in paths:
         header = _read_header(path)
-        parsed = header if isinstance(header, str) else _key_and_member(path, *header)
+        parsed = header if isinstance(header, str) else _key_and_member(path, *header, derived)
         if isinstance(parsed, str):
             records.append((path, parsed))
             continue
