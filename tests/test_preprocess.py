@@ -7,7 +7,7 @@ import pytest
 
 from deepmcat.config import PreprocessConfig
 from deepmcat.io import UnitPixels
-from deepmcat.preprocess import canonical, centre, fit_square, sample_frames
+from deepmcat.preprocess import canonical, centre, fit_square, percentiles, sample_frames
 
 CFG = PreprocessConfig(frames=8, size=32)
 
@@ -44,6 +44,18 @@ def test_resizing_padding_and_cropping_agree_with_monai(seed):
         keep = [max(1, min(n, int(round(side / sp)))) for n, sp in ((rows, spacing[0]), (cols, spacing[1]))]
         np.testing.assert_array_equal(centre(frames, spacing, fraction),
                                       np.asarray(CenterSpatialCrop(roi_size=keep)(frames)))
+
+
+def test_tail_percentiles_are_numpys_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        n = int(rng.integers(1, 40)) if trial % 3 == 0 else int(rng.integers(40, 300_000))
+        values = [rng.normal(size=n), rng.integers(0, 4, n), rng.gamma(2, 300, n).round(), -np.sort(rng.random(n))][
+            trial % 4].astype(np.float32)
+        q = (float(rng.choice([0.0, 0.5, 1.0, 2.0])), float(rng.choice([98.0, 99.0, 99.5, 100.0])))
+        expected = np.percentile(values, q)
+        got = percentiles(values, q)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected), (n, q)
 
 
 def test_frame_sampling_is_even_and_repeats_single_images():

@@ -27,12 +27,59 @@ def is_signed(values: np.ndarray, low: float, high: float) -> bool:
     return low < 0 < high and -low > 0.25 * high
 
 
+#: values in the strided sample that places the tail thresholds of :func:`percentiles`
+TAIL_SAMPLE = 4096
+
+
+def percentiles(values: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(values, q)`` (linear), bit for bit (tests compare them), ~20x faster for the extreme
+    percentiles used here: numpy partitions all ~250,000 values of a unit around six ranks (~2.6 ms, the
+    largest part of a unit's preprocessing); here only the tails holding the ranks are partitioned."""
+    n = values.size
+    virtual = (n - 1) * np.true_divide(np.asarray(q, np.float64), 100)  # numpy's own arithmetic, step by step
+    below = np.clip(np.floor(virtual), 0, n - 1).astype(np.intp)
+    above = np.minimum(below + 1, n - 1)
+    ranks = sorted(set(below.tolist()) | set(above.tolist()))
+    value_at = dict(zip(ranks, _order_statistics(values, ranks)))
+    a = np.array([value_at[r] for r in below], values.dtype)
+    b = np.array([value_at[r] for r in above], values.dtype)
+    gamma = virtual - below
+    diff = b - a
+    out = np.asanyarray(a + diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5, casting="unsafe")  # numpy's _lerp
+    return out
+
+
+def _order_statistics(values: np.ndarray, ranks: list[int]) -> list:
+    """The ``ranks``-th smallest values (0-based). A strided sample places a threshold just beyond each
+    tail's ranks; the values past it are partitioned alone when they are enough, else all of them are."""
+    n = values.size
+    step = max(1, n // TAIL_SAMPLE)
+    sample = np.sort(values[::step])
+    found = {}
+    for side in ([r for r in ranks if r < n // 2], [r for r in ranks if r >= n // 2]):
+        if not side:
+            continue
+        if side[0] < n // 2:
+            need = max(side) + 1
+            tail = values[values <= sample[min(sample.size - 1, need // step + 8)]]
+        else:
+            need = n - min(side)
+            tail = values[values >= sample[max(0, sample.size - 1 - need // step - 8)]]
+        if tail.size < need:
+            tail = values
+        shift = 0 if side[0] < n // 2 else n - tail.size
+        parted = np.partition(tail, [r - shift for r in side])
+        found.update({r: parted[r - shift] for r in side})
+    return [found[r] for r in ranks]
+
+
 def normalise_intensity(frames: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     all_finite = bool(np.isfinite(frames).all())
     finite = frames.ravel() if all_finite else frames[np.isfinite(frames)]
     if finite.size == 0:
         return np.zeros_like(frames, dtype=np.float32)
-    low, high = np.percentile(finite, [cfg.low_percentile, cfg.high_percentile])
+    low, high = percentiles(finite, (cfg.low_percentile, cfg.high_percentile))
     if not all_finite:
         frames = np.nan_to_num(frames, nan=low, posinf=high, neginf=low)
     if is_signed(finite, low, high):
