@@ -9,16 +9,18 @@ signed with unused bits) goes through pydicom's decoders."""
 
 from __future__ import annotations
 
+import gc
 import struct
 import zlib
 from collections import defaultdict
-from typing import NamedTuple, Sequence
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.encaps import generate_pixel_data_frame
 from pydicom.errors import InvalidDicomError
-from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -297,6 +299,26 @@ def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = 
     Only what grouping needs is kept of each header (position, frame order, number of frames), and
     the metadata once per group, so memory stays small for archives of many thousands of files.
     """
+    with _collector_paused():
+        return _group(files, workers, progress, headers)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while grouping makes its many small, acyclic records: the
+    full passes their number triggers traverse everything a process holding torch and MONAI has loaded
+    (a cached scan of the demo's 6,733 files took 0.85 s with them, 0.25-0.30 s without)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _group(files: Sequence[str], workers: int | None, progress: bool, headers: HeaderCache | None
+           ) -> tuple[list[Unit], list[tuple[str, str]]]:
     skipped: list[tuple[str, str]] = []
     groups: dict[tuple, list[tuple[str, float | None, tuple, int, PixelLocation | None]]] = defaultdict(list)
     metas: dict[tuple, dict] = {}
