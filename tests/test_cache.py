@@ -118,3 +118,39 @@ def test_partial_reads_go_on(cine_folder, tmp_path, monkeypatch):
     preadv = os.preadv
     monkeypatch.setattr(os, "preadv", lambda fd, buffers, offset: preadv(fd, [buffers[0][:1000]], offset))
     np.testing.assert_array_equal(np.asarray(view), whole)
+
+
+def test_predict_again_runs_the_network_only_on_units_it_has_not_seen(tiny_phantoms, tmp_path, monkeypatch):
+    """The features of a model's units are cached under the model's weights: a rerun gives the same rows
+    without the network; a damaged feature row or another model is computed again."""
+    from deepmcat import inference
+    from deepmcat.inference import Model
+    from deepmcat.predictions import predict_rows
+    from deepmcat.trainer import Trainer
+
+    cfg = DeepMCATConfig().override(clusters=4, frames=4, size=16, warmup_epochs=1, epochs=1, batch_size=8,
+                                    device="cpu")
+    collection = load_collection(tiny_phantoms, cfg.preprocess, progress=False)
+    for name, seed in (("a", 0), ("b", 1)):
+        Trainer(cfg.override(seed=seed), tmp_path / name, progress=False).fit_collection(collection, resume=False)
+    cache = TensorCache(tmp_path / "cache")
+    plain = predict_rows(Model(tmp_path / "a", device="cpu"), collection, tiny_phantoms)
+    first = predict_rows(Model(tmp_path / "a", device="cpu"), collection, tiny_phantoms, cache)
+    runs = []
+    real = inference.extract_features
+    monkeypatch.setattr(inference, "extract_features", lambda net, tensors, *a: runs.append(len(tensors))
+                        or real(net, tensors, *a))
+    again = predict_rows(Model(tmp_path / "a", device="cpu"), collection, tiny_phantoms, cache)
+    assert plain == first == again and runs == []
+
+    model = Model(tmp_path / "a", device="cpu")
+    store = cache.features(model.identity, model.feature_dim)
+    with open(store.path, "r+b") as fh:  # one row's bytes damaged: that unit alone is computed again
+        fh.seek(3 * store.row_bytes)
+        fh.write(b"\xff" * 8)
+    assert predict_rows(model, collection, tiny_phantoms, cache) == plain
+    assert runs == [1]
+    other = Model(tmp_path / "b", device="cpu")
+    assert other.identity != model.identity
+    predict_rows(other, collection, tiny_phantoms, cache)
+    assert runs == [1, len(collection.units)]

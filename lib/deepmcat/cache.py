@@ -7,6 +7,7 @@ One folder, safe to delete at any time::
     headers.sqlite                 file path -> (size, mtime, header record as JSON)
     tensors-<settings>/rows.f32    canonical tensors, fixed-size float32 rows, appended
     tensors-<settings>/index.sqlite  unit key -> (row, crc32 of the row)
+    features-<model>/...           a model's network features of the units it predicted, laid out alike
 
 A unit's key hashes its files' paths, sizes and modification times, and a store holds one set of
 preprocessing settings (and :data:`deepmcat.config.PREPROCESS_VERSION`), so a changed file or setting misses. A row
@@ -127,14 +128,14 @@ def unit_key(unit: Unit) -> str | None:
 
 
 class TensorStore:
-    """Canonical tensors of one set of preprocessing settings: fixed-size rows appended to one file, found by
-    unit key through an SQLite index that also holds each row's checksum."""
+    """Fixed-size float32 rows of one kind and one set of settings (canonical tensors of one preprocessing,
+    or one model's features) appended to one file, found by unit key through an SQLite index that also holds
+    each row's checksum."""
 
-    def __init__(self, folder: Path, cfg: PreprocessConfig):
-        self.shape = (cfg.channels, cfg.size, cfg.size)
+    def __init__(self, folder: Path, shape: tuple[int, ...], settings: str, kind: str = "tensors"):
+        self.shape = tuple(shape)
         self.row_bytes = int(np.prod(self.shape)) * 4
-        settings = json.dumps({"preprocess": asdict(cfg), "version": PREPROCESS_VERSION}, sort_keys=True)
-        self.folder = folder / f"tensors-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+        self.folder = folder / f"{kind}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
         self.folder.mkdir(parents=True, exist_ok=True)
         marker = self.folder / "settings.json"
         if not marker.is_file() or marker.read_text() != settings + "\n":  # opening a store writes nothing
@@ -260,7 +261,8 @@ class RowView:
 
 
 class TensorCache:
-    """The cache folder: its header records and one tensor store per set of preprocessing settings."""
+    """The cache folder: its header records, one tensor store per set of preprocessing settings and one
+    feature store per model."""
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
@@ -269,13 +271,21 @@ class TensorCache:
         except OSError as exc:
             raise ValueError(f"cannot create the cache folder {self.folder}: {exc.strerror}") from exc
         self.headers = HeaderCache(self.folder)
-        self._stores: dict[str, TensorStore] = {}
+        self._stores: dict[tuple[str, str], TensorStore] = {}
 
     def store(self, cfg: PreprocessConfig) -> TensorStore:
-        key = json.dumps(asdict(cfg), sort_keys=True)
-        if key not in self._stores:
-            self._stores[key] = TensorStore(self.folder, cfg)
-        return self._stores[key]
+        settings = json.dumps({"preprocess": asdict(cfg), "version": PREPROCESS_VERSION}, sort_keys=True)
+        return self._store("tensors", (cfg.channels, cfg.size, cfg.size), settings)
+
+    def features(self, model_identity: str, dim: int) -> TensorStore:
+        """The network features of one model (:attr:`deepmcat.inference.Model.identity`: its weights, device
+        and precision), so that predicting an unchanged unit again skips the network."""
+        return self._store("features", (dim,), json.dumps({"model": model_identity}))
+
+    def _store(self, kind: str, shape: tuple[int, ...], settings: str) -> TensorStore:
+        if (kind, settings) not in self._stores:
+            self._stores[kind, settings] = TensorStore(self.folder, shape, settings, kind)
+        return self._stores[kind, settings]
 
 
 def open_cache(setting: str | os.PathLike | None) -> TensorCache | None:

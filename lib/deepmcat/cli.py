@@ -165,10 +165,11 @@ def cmd_predict(args) -> None:
 
     model = Model(args.model, device=args.device, unknown_percentile=args.unknown_percentile)
     tic = time.time()
+    cache = open_cache(args.cache)
     collection = load_collection(args.data, model.config.preprocess, progress=not args.quiet,
-                                 workers=args.workers, cache=open_cache(args.cache))
+                                 workers=args.workers, cache=cache)
     _report_skipped(collection.failed)
-    rows = predict_rows(model, collection, data_root(args.data))
+    rows = predict_rows(model, collection, data_root(args.data), cache)
     write_csv(rows, args.out, PRED_COLUMNS)
     unknown = len({r["unit"] for r in rows if r["novel"]})
     print(f"predicted {len(collection.units)} units ({len(rows)} files) in {time.time() - tic:.1f}s -> {args.out}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from deepmcat import checkpoint
+from deepmcat.cache import TensorStore
 from deepmcat.clustering import content_distances, embed_units, squared_distances
 from deepmcat.config import PreprocessConfig
 from deepmcat.data import Collection, load_units
@@ -78,6 +80,8 @@ class Model:
             raise checkpoint.CheckpointError(f"{self.model_dir / checkpoint.MODEL} does not fit the network: "
                                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
         self.net.to(self.device).eval()
+        #: what the network's features depend on: its weights, the device type and the precision
+        self.identity = _weights_digest(self.published.net) + f"|{self.device.type}|amp={self.config.train.amp}"
         self.transform = self.published.transform
         self.centroids = self.published.centroids
         self.temperature = self.published.temperature
@@ -137,13 +141,36 @@ class Model:
     def category(self, cluster: int) -> str:
         return self.names.get(int(cluster), f"cluster_{int(cluster):02d}")
 
+    @property
+    def feature_dim(self) -> int:
+        return int(self.transform.matrix.shape[1])
+
+    def features(self, tensors: np.ndarray, keys: Sequence[str | None] | None = None,
+                 store: TensorStore | None = None) -> np.ndarray:
+        """The network's features of ``tensors``; with a ``store`` of this model's features
+        (:meth:`deepmcat.cache.TensorCache.features` of :attr:`identity`) and the units' ``keys``, those it
+        holds are read back and only the others computed, then added to it."""
+        if store is None or keys is None:
+            return extract_features(self.net, tensors, self.device, self.config.train.amp)
+        rows = store.lookup(keys)
+        missing = np.flatnonzero(rows < 0)
+        feats = np.empty((len(rows), self.feature_dim), np.float32)
+        if len(missing) < len(rows):
+            feats[rows >= 0] = store.read(rows[rows >= 0])
+        if len(missing):
+            computed = extract_features(self.net, tensors[missing], self.device, self.config.train.amp)
+            feats[missing] = computed
+            storable = [int(i) for i in missing if keys[i] is not None]
+            store.append([keys[i] for i in storable], list(feats[storable]))
+        return feats
+
     def embed(self, tensors: np.ndarray, acquisitions: Sequence[str] | None = None,
-              structure: np.ndarray | None = None) -> np.ndarray:
+              structure: np.ndarray | None = None, features: np.ndarray | None = None) -> np.ndarray:
         """PCA-projected, L2-normalised features (what the centroids live in), each mixed with its
         acquisition's when ``acquisitions`` (one key per unit) are given, as in training, and followed by the
         units' series structure (:func:`deepmcat.structure.series_structure`) when the model uses it (the training
-        mean when not given)."""
-        feats = extract_features(self.net, tensors, self.device, self.config.train.amp)
+        mean when not given). ``features``: the network's, when already at hand (:meth:`features`)."""
+        feats = self.features(tensors) if features is None else features
         coordinates = None if self.structure is None else self.structure(structure, len(feats))
         return embed_units(self.transform, feats, acquisitions, self.config.cluster.acquisition_weight, coordinates)
 
@@ -153,8 +180,10 @@ class Model:
         return torch.softmax(torch.from_numpy(-d2 / self.temperature), dim=1).numpy()
 
     def predict(self, tensors: np.ndarray, k: int = 3, acquisitions: Sequence[str] | None = None,
-                structure: np.ndarray | None = None) -> list[Prediction]:
-        return self.predict_embedded(self.embed(tensors, acquisitions, structure), k) if len(tensors) else []
+                structure: np.ndarray | None = None, features: np.ndarray | None = None) -> list[Prediction]:
+        if not len(tensors):
+            return []
+        return self.predict_embedded(self.embed(tensors, acquisitions, structure, features), k)
 
     def predict_embedded(self, embedded: np.ndarray, k: int = 3) -> list[Prediction]:
         """:meth:`predict` from :meth:`embed`'s output (when the embedding is needed as well)."""
@@ -170,6 +199,16 @@ class Model:
             out.append(Prediction(int(order[0]), UNKNOWN if novel else self.category(order[0]), float(row[order[0]]),
                                   topk, float(dist), novel))
         return out
+
+
+def _weights_digest(weights: dict) -> str:
+    """SHA-256 of published weights (names, shapes and bytes; the network's untrained head is not among
+    them): ~10 ms for the default network."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(weights.items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def series_vote(predictions: list[Prediction]) -> Prediction:
