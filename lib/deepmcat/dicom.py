@@ -2,10 +2,10 @@
 position; frames ordered by TriggerTime / InstanceNumber. Decoding checks the budget (:mod:`deepmcat.limits`)
 first and decodes only the files of the frames used.
 
-Headers are parsed once. For the common uncompressed single-frame image, the header pass also notes where
-its pixel values lie in the file (:class:`PixelLocation`: pydicom's ``value_tell`` of the deferred pixel
-data) and decoding reads just those bytes; every other file (compressed, multi-frame, colour, big-endian,
-signed with unused bits) goes through pydicom's decoders."""
+Headers are parsed once, up to the pixel data and only the elements used. For the common uncompressed
+single-frame image the header pass also notes where its pixel values lie in the file (:class:`PixelLocation`)
+and decoding reads just those bytes; every other file (compressed, multi-frame, colour, big-endian, signed
+with unused bits) goes through pydicom's decoders."""
 
 from __future__ import annotations
 
@@ -36,12 +36,12 @@ PHI_FIELDS = ("PatientName", "PatientID", "PatientBirthDate")
 PARALLEL_MIN_FILES = 2000
 #: the header elements grouping, metadata and the pixel location use; pydicom skips the others unparsed (as
 #: tags: pydicom would look each keyword up again for every file)
-HEADER_TAGS = [Tag(keyword) for keyword in ("ImageType", "Modality", "SeriesDescription", *PHI_FIELDS, "TriggerTime", "StudyInstanceUID",
-               "SeriesInstanceUID", "SeriesNumber", "InstanceNumber", "ImagePositionPatient",
-               "ImageOrientationPatient", "SliceLocation", "NumberOfFrames", "SharedFunctionalGroupsSequence",
-               "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "PixelSpacing",
-               "ImagerPixelSpacing", "BitsAllocated", "BitsStored", "PixelRepresentation", "RescaleIntercept",
-               "RescaleSlope")]
+HEADER_TAGS = [Tag(keyword) for keyword in (
+    "ImageType", "Modality", "SeriesDescription", *PHI_FIELDS, "TriggerTime", "StudyInstanceUID",
+    "SeriesInstanceUID", "SeriesNumber", "InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient",
+    "SliceLocation", "NumberOfFrames", "SharedFunctionalGroupsSequence", "SamplesPerPixel",
+    "PhotometricInterpretation", "Rows", "Columns", "PixelSpacing", "ImagerPixelSpacing", "BitsAllocated",
+    "BitsStored", "PixelRepresentation", "RescaleIntercept", "RescaleSlope")]
 #: the pixel data element's tag as it starts the element in a little-endian file
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 #: transfer syntaxes whose pixel data is the plain little-endian array
@@ -149,8 +149,8 @@ def _pixel_format(ds) -> tuple[str, int, int, int, float | None, float | None, t
         return None
     if not plain or rows < 1 or cols < 1:
         return None
-    return f"<{'i' if signed else 'u'}{bits // 8}", rows, cols, rows * cols * bits // 8, slope, intercept, \
-        _pixel_spacing(ds)
+    dtype = f"<{'i' if signed else 'u'}{bits // 8}"
+    return dtype, rows, cols, rows * cols * bits // 8, slope, intercept, _pixel_spacing(ds)
 
 
 def _pixel_location(pixel_format: tuple | None, pixel_data: tuple[int, int] | None) -> PixelLocation | None:
@@ -159,8 +159,9 @@ def _pixel_location(pixel_format: tuple | None, pixel_data: tuple[int, int] | No
         return None
     dtype, rows, cols, n_bytes, slope, intercept, spacing = pixel_format
     offset, length = pixel_data
-    return PixelLocation(offset, dtype, rows, cols, slope, intercept, spacing) \
-        if n_bytes <= length < 0xFFFFFFFF else None
+    if not n_bytes <= length < 0xFFFFFFFF:
+        return None
+    return PixelLocation(offset, dtype, rows, cols, slope, intercept, spacing)
 
 
 def _group_key(ds) -> tuple:

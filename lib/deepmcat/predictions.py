@@ -44,7 +44,8 @@ def predict_rows(model, collection, root: Path, cache: TensorCache | None = None
             rows.append({
                 # a cut where the file lies under root: os.path.relpath costs ~30 us a file (0.2 s of a
                 # cached predict of the demo's 6,733 files)
-                "path": f[len(under):] if f.startswith(under) else os.path.relpath(f, root), "unit": unit.unit_id, "series_uid": unit.series_uid,
+                "path": f[len(under):] if f.startswith(under) else os.path.relpath(f, root),
+                "unit": unit.unit_id, "series_uid": unit.series_uid,
                 "acquisition": unit.acquisition, "cluster": pred.cluster, "category": pred.category,
                 "confidence": f"{pred.confidence:.4f}", "novel": int(pred.novel), "acquisition_cluster": vote.cluster,
                 "series_category": vote.category,
