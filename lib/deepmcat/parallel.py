@@ -3,9 +3,8 @@
 Workers are forked from a fork server, never from this process: forking a process whose torch threads run
 can deadlock. The server imports the readers once (pydicom, numpy and the numpy-only preprocessing: ~0.3 s
 on the 2-core machine, no torch, no MONAI); every worker then imports the entry point's module again
-(multiprocessing's rule; the ``deepmcat`` command line imports no torch at the top for that reason) and
-keeps its numerical libraries to one thread, since the workers already fill the cores. Small jobs stay in
-this process.
+(multiprocessing's rule; the ``deepmcat`` command line imports no torch at the top for that reason). Small
+jobs stay in this process.
 """
 
 from __future__ import annotations
@@ -23,14 +22,6 @@ R = TypeVar("R")
 PRELOAD = ["deepmcat.data"]
 #: beyond this many workers, reading is limited by the disk rather than by the cores
 MAX_WORKERS = 16
-
-
-def _one_thread_each() -> None:
-    """A worker's BLAS (the resize's matrix products) on one thread: with one worker per core, more threads
-    only contend (decoding the demo's 399 units took 2.4 s on 2 workers, 1.4 s with this)."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
 
 
 def default_workers() -> int:
@@ -69,7 +60,7 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
             return
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
-        with context.Pool(n_workers, initializer=_one_thread_each) as pool:
+        with context.Pool(n_workers) as pool:
             for item, result in zip(items, pool.imap(fn, items, chunksize=chunksize)):
                 yield result
                 bar.update(count(item) if count else 1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from deepmcat.config import PreprocessConfig
 from deepmcat.io import UnitPixels, sample_frames
@@ -122,11 +123,22 @@ def fit_square(frames: np.ndarray, spacing: tuple[float, float], size: int) -> n
     extent = np.array([rows * spacing[0], cols * spacing[1]])
     target = np.maximum(1, np.round(extent / extent.max() * size)).astype(int)
     mode = "area" if (target <= (rows, cols)).all() else "bilinear"
-    resized = _resize_weights(rows, int(target[0]), mode) @ frames @ _resize_weights(cols, int(target[1]), mode).T
+    row_weights, col_weights = _resize_weights(rows, int(target[0]), mode), _resize_weights(cols, int(target[1]), mode)
+    with _blas().limit(limits=1, user_api="blas"):  # the same bits in every process (see _blas)
+        resized = row_weights @ frames @ col_weights.T
     out = np.zeros((frames.shape[0], size, size), np.float32)
     r0, c0 = ((size - int(t)) // 2 for t in target)  # symmetric padding: the odd pixel goes after
     out[:, r0 : r0 + target[0], c0 : c0 + target[1]] = resized
     return out
+
+
+@lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    """BLAS kept to one thread for the resize: OpenBLAS sums a product in another order with more threads,
+    so a tensor decoded in this process and one decoded by a worker would differ in the last bits (and a
+    worker per core gains nothing from more: the demo's units took 2.4 s on 2 workers with 2 BLAS threads
+    each, 1.4 s with one). Limiting costs ~45 us a call."""
+    return ThreadpoolController()
 
 
 @lru_cache(maxsize=256)
