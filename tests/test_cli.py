@@ -130,7 +130,8 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path, capsys):
     assert result["scores"]["acquisition"]["level"] == "acquisition" and result["machine"]["cpus"]
     assert f"{result['scores']['acquisition']['purity']:.3f}" in out  # the printed figure is the saved one
     assert set(result["stage_seconds"]) == {"generate", "train", "predict"}
-    assert sum(result["stage_seconds"].values()) <= result["seconds"] and result["peak_rss_mb"]["this_process"] > 100
+    stages = result["stage_seconds"].values()  # each rounded to 0.1 s, as the total is
+    assert sum(stages) <= result["seconds"] + 0.05 * (len(stages) + 1) and result["peak_rss_mb"]["this_process"] > 100
 
 
 def test_generated_uids_are_unique(tmp_path):
