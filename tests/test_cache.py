@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deepmcat import data, dicom
-from deepmcat.cache import RowView, TensorCache
+from deepmcat.cache import RowView, TensorCache, unit_key
 from deepmcat.config import DeepMCATConfig, PreprocessConfig
 from deepmcat.data import load_collection
 from tests.helpers import write_dicom
@@ -36,6 +36,7 @@ def test_rerun_reads_nothing_and_gives_the_decoded_tensors(cine_folder, tmp_path
         assert [u.unit_id for u in collection.units] == [u.unit_id for u in plain.units]
         assert [u.meta for u in collection.units] == [u.meta for u in plain.units]
         assert isinstance(collection.tensors, RowView)
+        assert collection.keys == [unit_key(u) for u in collection.units]
         np.testing.assert_array_equal(np.asarray(collection.tensors), plain.tensors)
 
 

@@ -34,6 +34,8 @@ class Collection:
     tensors: np.ndarray | RowView
     failed: list[tuple[str, str]] = field(default_factory=list)
     n_files: int = 0
+    #: each unit's cache key (:func:`deepmcat.cache.unit_key`) when it was read through the cache
+    keys: list[str | None] | None = None
 
     @property
     def acquisitions(self) -> list[str]:
@@ -135,7 +137,7 @@ def _load_through(store: TensorStore, units: Sequence[Unit], cfg: PreprocessConf
                 flush()
     flush()
     kept = np.flatnonzero(rows >= 0)
-    return Collection([units[i] for i in kept], RowView(store, rows[kept]), failed)
+    return Collection([units[i] for i in kept], RowView(store, rows[kept]), failed, keys=[keys[i] for i in kept])
 
 
 def load_collection(paths, cfg: PreprocessConfig, progress: bool = True, workers: int | None = 1,

@@ -28,8 +28,8 @@ def predict_rows(model, collection, root: Path, cache: TensorCache | None = None
 
     features = None
     if cache is not None:  # the network's features of units predicted before are read back
-        features = model.features(collection.tensors, [unit_key(u) for u in collection.units],
-                                  cache.features(model.identity, model.feature_dim))
+        keys = collection.keys or [unit_key(u) for u in collection.units]
+        features = model.features(collection.tensors, keys, cache.features(model.identity, model.feature_dim))
     preds = model.predict(collection.tensors, k=3, acquisitions=collection.acquisitions,
                           structure=collection.structure, features=features)
     by_acquisition = defaultdict(list)
