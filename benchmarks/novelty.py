@@ -1,5 +1,5 @@
-"""Which score tells a series of a category the model never saw (issue 18, item 2, first step: measure the
-candidate scores before any is wired into inference).
+"""Which score tells a series of a category the model never saw, and how the rule inference applies does
+(issue 18, item 2).
 
     python -m benchmarks.novelty [--sets classic torso] [--subjects 16] [--leave-out 3] [--warmup-epochs 20]
 
@@ -16,11 +16,12 @@ same known units. Scores (higher = more novel):
   median of the training units' (what the L2 normalisation throws away);
 - ``pca_residual``: the share of its centred feature's energy outside the PCA subspace.
 
-Reports AUROC per score and the share of known units a training-quantile threshold (95th percentile of
-the training units' scores) would call unknown; then the rule inference applies (``Model``'s
-``unknown_percentile``: nearest-centroid distance over a percentile of the training units', a series unknown
-when most of its units are) at several percentiles, per acquisition: the share of known acquisitions of
-unseen examinations called unknown, and of left-out acquisitions and package images caught.
+Reports AUROC per score (its embedding with the series-structure coordinates) and the share of known units
+a training-quantile threshold (95th percentile of the training units' scores) would call unknown; then the
+rules of :data:`RULES` at several percentiles, per acquisition (a series unknown when most of its units
+are; one of the ``knn`` rules is what inference applies, ``Model``'s ``unknown_percentile``): the share of
+known acquisitions of unseen examinations called unknown, of left-out acquisitions and package images
+caught, and the series-level AUROC of each rule's score (an acquisition's median unit score).
 Writes ``benchmarks/results/novelty-<sets>-<date>.json``.
 """
 
@@ -41,40 +42,103 @@ from deepmcat.clustering import squared_distances
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import Collection, load_collection
 from deepmcat.features import extract_features
-from deepmcat.inference import Model, series_vote
+from deepmcat.inference import Model
+from deepmcat.novelty import fit_reference
 from deepmcat.labels import read_labels, unit_truth
 from deepmcat.trainer import Trainer
 
 SCORES = ("centroid_d2", "one_minus_conf", "knn_d2", "pca_norm", "pca_residual")
-#: percentiles of the inference rule measured (99: the default)
-RULE_PERCENTILES = (95.0, 99.0, 99.9, 100.0)
+#: percentiles of the inference rules measured
+RULE_PERCENTILES = (90.0, 95.0, 97.5, 99.0, 99.9, 100.0)
+#: the rules: a score of the unit's embedding — its content only (``content``) or with the series-structure
+#: coordinates (``full``) — against a threshold read off the training units: the novelty score calibrated
+#: against other examinations (``knn_*_other_exams``), or the nearest-centroid distance against the training
+#: units' own (``centroid_*_training``: inference's rule before the novelty reference)
+RULES = ("knn_content_other_exams", "knn_full_other_exams", "centroid_content_training", "centroid_full_training")
 
 
-def unknown_by_acquisition(model: Model, collection: Collection) -> dict[str, bool]:
-    """Whether each acquisition of ``collection`` is answered unknown (the series vote inference applies)."""
-    preds = model.predict(collection.tensors, acquisitions=collection.acquisitions, structure=collection.structure)
-    by_acq: dict[str, list] = {}
-    for key, pred in zip(collection.acquisitions, preds):
-        by_acq.setdefault(key, []).append(pred)
-    return {key: series_vote(members).novel for key, members in by_acq.items()}
+class Rules:
+    """Every rule's unit scores and thresholds under one model, calibrated on its training units."""
+
+    def __init__(self, model: Model, train: Collection):
+        self.model = model
+        self.dims = model.transform.matrix.shape[0]
+        embedded = self.embed(train)
+        studies = np.unique([u.study for u in train.units], return_inverse=True)[1]
+        c = model.config.cluster
+        self.references = {part: fit_reference(self.part(embedded, part), studies, c.unknown_neighbours,
+                                               c.unknown_reference, seed=model.config.train.seed)
+                           for part in ("content", "full")}
+        self.training = {part: squared_distances(self.part(embedded, part), self.part(model.centroids, part)).min(1)
+                         for part in ("content", "full")}
+
+    def embed(self, collection: Collection) -> np.ndarray:
+        return self.model.embed(collection.tensors, collection.acquisitions, collection.structure)
+
+    def part(self, x: np.ndarray, part: str) -> np.ndarray:
+        return np.ascontiguousarray(x[:, :self.dims] if part == "content" else x)
+
+    def scores(self, collection: Collection) -> dict[str, np.ndarray]:
+        x = self.embed(collection)
+        out = {}
+        for part in ("content", "full"):
+            out[f"knn_{part}_other_exams"] = self.references[part].scores(self.part(x, part))
+            out[f"centroid_{part}_training"] = squared_distances(self.part(x, part),
+                                                                 self.part(self.model.centroids, part)).min(1)
+        return out
+
+    def thresholds(self, pct: float) -> dict[str, float]:
+        out = {}
+        for part in ("content", "full"):
+            out[f"knn_{part}_other_exams"] = self.references[part].threshold(pct)
+            out[f"centroid_{part}_training"] = float(np.percentile(self.training[part], pct))
+        return out
 
 
-def rule_rates(model_dir: str, device: str, test: Collection, novel_units: np.ndarray,
+def unknown_by_acquisition(keys: list[str], novel: np.ndarray) -> dict[str, bool]:
+    """The series vote inference applies: an acquisition is unknown when more than half its units are."""
+    by_acq: dict[str, list[bool]] = {}
+    for key, flag in zip(keys, novel):
+        by_acq.setdefault(key, []).append(bool(flag))
+    return {key: 2 * sum(flags) > len(flags) for key, flags in by_acq.items()}
+
+
+def acquisition_auroc(keys: list[str], scores: np.ndarray, novel_units: np.ndarray) -> float:
+    """AUROC of acquisitions' median unit score (the series' novelty in inference's answer)."""
+    by_acq: dict[str, list[float]] = {}
+    novel_acq = {k for k, n in zip(keys, novel_units) if n}
+    for key, score in zip(keys, scores):
+        by_acq.setdefault(key, []).append(float(score))
+    labels = [key in novel_acq for key in by_acq]
+    return round(float(roc_auc_score(labels, [np.median(v) for v in by_acq.values()])), 3)
+
+
+def rule_rates(model: Model, train: Collection, test: Collection, novel_units: np.ndarray,
                outsiders: Collection | None) -> dict:
-    """The inference rule per acquisition at each percentile: known acquisitions called unknown, left-out
-    acquisitions and package series caught."""
+    """Each rule per acquisition at each percentile: known acquisitions called unknown, left-out
+    acquisitions and package series caught; and the series-level AUROC of each rule's score."""
+    rules = Rules(model, train)
     novel_acq = {k for k, n in zip(test.acquisitions, novel_units) if n}
-    rates = {}
+    test_scores = rules.scores(test)
+    outsider_scores = rules.scores(outsiders) if outsiders is not None else None
+    rates: dict = {rule: {"auroc_left_out_series": acquisition_auroc(test.acquisitions, test_scores[rule], novel_units)}
+                   for rule in RULES}
     for pct in RULE_PERCENTILES:
-        model = Model(model_dir, device=device, unknown_percentile=pct)
-        unknown = unknown_by_acquisition(model, test)
-        known = [u for k, u in unknown.items() if k not in novel_acq]
-        left_out = [u for k, u in unknown.items() if k in novel_acq]
-        entry = {"false_unknown_known": round(float(np.mean(known)), 3),
-                 "caught_left_out": round(float(np.mean(left_out)), 3) if left_out else None}
-        if outsiders is not None:
-            entry["caught_packages"] = round(float(np.mean(list(unknown_by_acquisition(model, outsiders).values()))), 3)
-        rates[str(pct)] = entry
+        cuts = rules.thresholds(pct)
+        for rule in RULES:
+            unknown = unknown_by_acquisition(test.acquisitions, test_scores[rule] > cuts[rule])
+            known = [u for k, u in unknown.items() if k not in novel_acq]
+            left_out = [u for k, u in unknown.items() if k in novel_acq]
+            entry = {"false_unknown_known": round(float(np.mean(known)), 3),
+                     "caught_left_out": round(float(np.mean(left_out)), 3) if left_out else None}
+            if outsider_scores is not None:
+                caught = unknown_by_acquisition(outsiders.acquisitions, outsider_scores[rule] > cuts[rule])
+                entry["caught_packages"] = round(float(np.mean(list(caught.values()))), 3)
+            rates[rule][str(pct)] = entry
+    # the rule as wired: the model's own answers are the benchmark's
+    preds = model.predict(test.tensors, acquisitions=test.acquisitions, structure=test.structure)
+    wired = np.array([p.novelty for p in preds])
+    assert any(np.allclose(wired, test_scores[r], rtol=1e-4, atol=1e-6) for r in RULES if r.startswith("knn"))
     return rates
 
 
@@ -156,8 +220,8 @@ def main() -> None:
                     extra = load_collection(packages[0], cfg.preprocess, progress=False)
                     outsiders = scorer.scores(extra) if extra.units else None
                 novel = truth[test_idx] == category
-                rule = rule_rates(out, args.device, subset(collection, test_idx), novel,
-                                  extra if outsiders is not None else None)
+                rule = rule_rates(Model(out, device=args.device), subset(collection, train_idx),
+                                  subset(collection, test_idx), novel, extra if outsiders is not None else None)
             run = {"set": name, "left_out": category, "train_units": len(train_idx), "known_test_units":
                    int((~novel).sum()), "novel_test_units": int(novel.sum()), "scores": {}, "rule": rule}
             for score in SCORES:
@@ -184,10 +248,14 @@ def main() -> None:
                           if any(k in v for v in values)}
     results["summary"] = summary
     results["rule_summary"] = {
-        pct: {k: round(float(np.mean([r["rule"][pct][k] for r in results["runs"] if r["rule"][pct].get(k) is not None])), 3)
-              for k in ("false_unknown_known", "caught_left_out", "caught_packages")
-              if any(r["rule"][pct].get(k) is not None for r in results["runs"])}
-        for pct in map(str, RULE_PERCENTILES)}
+        rule: {"auroc_left_out_series": round(float(np.mean([r["rule"][rule]["auroc_left_out_series"]
+                                                              for r in results["runs"]])), 3)} | {
+            pct: {k: round(float(np.mean([r["rule"][rule][pct][k] for r in results["runs"]
+                                          if r["rule"][rule][pct].get(k) is not None])), 3)
+                  for k in ("false_unknown_known", "caught_left_out", "caught_packages")
+                  if any(r["rule"][rule][pct].get(k) is not None for r in results["runs"])}
+            for pct in map(str, RULE_PERCENTILES)}
+        for rule in RULES}
     print(results["rule_summary"])
     print(summary)
     print("saved", save(f"novelty-{'-'.join(args.sets)}-{dt.date.today().isoformat()}", results))

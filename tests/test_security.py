@@ -301,7 +301,7 @@ def test_the_unknown_percentile_setting_is_a_bounded_number():
     settings = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
     spec.loader.exec_module(settings)
     parse = settings.AppSettings.parse
-    assert parse({}, "m").unknown_percentile == 99.9
+    assert parse({}, "m").unknown_percentile == 99.0
     assert parse({"unknown_percentile": "0"}, "m").unknown_percentile == 0.0
     assert parse({"unknown_percentile": "97.5"}, "m").unknown_percentile == 97.5
     for bad in ("abc", "nan", "150", "-1", ""):

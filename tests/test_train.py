@@ -87,20 +87,33 @@ def test_series_structure_joins_the_final_clustering_and_inference_alike(collect
 def test_units_farther_than_the_training_units_are_answered_unknown(collection, tmp_path):
     Trainer(tiny_config(), tmp_path, progress=False).fit(collection.tensors, [u.unit_id for u in collection.units])
     model = Model(tmp_path, device="cpu")
-    table = model.published.distance_percentiles
+    reference = model.novelty
+    table = reference.percentiles
     assert len(table) == 101 and np.all(np.diff(table) >= 0)
-    assert model.unknown_threshold == pytest.approx(0.1 * table[99] + 0.9 * table[100])  # the 99.9th percentile
+    assert len(reference.points) == len(collection.units) and reference.neighbours == 5
+    assert model.unknown_threshold == pytest.approx(table[99])  # the default: the 99th percentile
     assert model.info["unknown_threshold"] == model.unknown_threshold
+    assert Model(tmp_path, device="cpu", unknown_percentile=99.9).unknown_threshold == pytest.approx(
+        0.1 * table[99] + 0.9 * table[100])
     preds = model.predict(collection.tensors, k=2)
-    for p in preds:
-        assert p.novel == (p.distance > model.unknown_threshold)
+    embedded = model.embed(collection.tensors)  # content and series structure
+    assert embedded.shape[1] == reference.points.shape[1] == model.centroids.shape[1]
+    d2 = ((embedded[:, None] - reference.points[None]) ** 2).sum(-1)
+    expected = np.sort(d2, axis=1)[:, :5].mean(axis=1)  # mean squared distance to the 5 nearest training units
+    for p, score in zip(preds, expected):
+        assert p.novelty == pytest.approx(score, rel=1e-4, abs=1e-5)
+        assert p.novel == (p.novelty > model.unknown_threshold)
         assert p.category == ("unknown" if p.novel else model.category(p.cluster))
         assert p.topk[0]["cluster"] == p.cluster and p.topk[0]["category"] == model.category(p.cluster)
-    assert sum(p.novel for p in preds) <= 1  # its own 24 training units: at most the farthest one
-    half = Model(tmp_path, device="cpu", unknown_percentile=50).predict(collection.tensors)
-    distances = np.array([p.distance for p in half])
-    assert [p.novel for p in half] == list(distances > np.percentile(distances, 50) + 1e-6)
-    assert 8 <= sum(p.novel for p in half) <= 16
+    # its own training units, each its own nearest neighbour, are closer than the calibration measured
+    # them without their own examination (here each unit is one)
+    assert not any(p.novel for p in preds)
+    half = Model(tmp_path, device="cpu", unknown_percentile=50)
+    assert half.unknown_threshold == pytest.approx(table[50])
+    half = half.predict(collection.tensors)
+    assert [p.novel for p in half] == [p.novelty > table[50] for p in half]
+    far = Model(tmp_path, device="cpu", unknown_percentile=0.5)
+    assert sum(p.novel for p in far.predict(collection.tensors)) >= 8
     assert not any(p.novel for p in Model(tmp_path, device="cpu", unknown_percentile=0).predict(collection.tensors))
     with pytest.raises(ValueError, match="unknown_percentile"):
         Model(tmp_path, device="cpu", unknown_percentile=101)

@@ -378,8 +378,9 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
 
 def _unknown_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unknown-percentile", dest="unknown_percentile", type=float,
-                   help="a series farther from every cluster than this percentile of the training series' distances "
-                        "is answered 'unknown' (default: the model's, 99.9; 0 switches it off)")
+                   help="a series farther from its nearest training units than this percentile of the training "
+                        "units' distances to other examinations is answered 'unknown' (default: the model's, 99; "
+                        "0 switches it off)")
 
 
 def _predict_parser(r: argparse.ArgumentParser) -> None:

@@ -83,9 +83,8 @@ def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 def content_distances(x: np.ndarray, centroids: np.ndarray, dims: int) -> np.ndarray:
     """Squared distance of each row to the nearest centroid over the first ``dims`` coordinates: the
-    embedding's, without the series-structure ones (:mod:`deepmcat.structure`). What "unknown" is judged by:
-    a series unlike every learned category in content — not one stored with an unusual number of slices,
-    even where that number sends it to another cluster."""
+    embedding's, without the series-structure ones (:mod:`deepmcat.structure`): how typical of its cluster a
+    unit's content is (and what "unknown" is judged by in models published without a novelty reference)."""
     return squared_distances(x[:, :dims], centroids[:, :dims]).min(axis=1)
 
 

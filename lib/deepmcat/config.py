@@ -80,10 +80,16 @@ class ClusterConfig:
     #: to the L2-normalised embedding in the final clustering and at inference (:mod:`deepmcat.structure`);
     #: 0 leaves them out. 0.3: chosen on the design families (benchmarks/README.md)
     structure_weight: float = 0.3
-    #: a unit farther from its nearest centroid than this percentile of the training units' distances is
-    #: answered "unknown" (a series when most of its units are); 0 switches the flag off. 99.9: measured on the
-    #: design families, 1.7 % of known series of unseen examinations are called unknown (6.4 % at 99)
-    unknown_percentile: float = 99.9
+    #: a unit whose novelty score (:mod:`deepmcat.novelty`: mean squared distance to its nearest training
+    #: units) exceeds this percentile of the training units' scores against other examinations is answered
+    #: "unknown" (a series when most of its units are); 0 switches the flag off. 99: on the design families
+    #: 3.1 % of known series of unseen examinations called unknown, half the left-out categories' series
+    #: caught (benchmarks/README.md, "Which score says unknown")
+    unknown_percentile: float = 99.0
+    #: nearest training units the novelty score averages over
+    unknown_neighbours: int = 5
+    #: training units kept in a published model as the novelty reference (a random sample beyond it)
+    unknown_reference: int = 20_000
 
     def n_train_clusters(self, n_samples: int) -> int:
         k = self.train_clusters or 4 * self.clusters

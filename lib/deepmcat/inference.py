@@ -51,11 +51,14 @@ class Prediction:
     confidence: float
     topk: list[dict]
     #: squared distance to the nearest centroid in the embedding, series structure left out (how typical of
-    #: a learned category the unit's content is; what "unknown" is judged by)
+    #: its cluster the unit's content is)
     distance: float = 0.0
     #: farther from every centroid than the model's "unknown" threshold: ``category`` is "unknown", the
     #: nearest cluster stays in ``cluster`` and ``topk``
     novel: bool = False
+    #: what "unknown" is judged by: the novelty score (:mod:`deepmcat.novelty`), or ``distance`` for
+    #: models published without a novelty reference
+    novelty: float = 0.0
 
 
 UNKNOWN = "unknown"
@@ -86,19 +89,30 @@ class Model:
         self.centroids = self.published.centroids
         self.temperature = self.published.temperature
         self.structure = self.published.structure
+        self.novelty = self.published.novelty
         self.unknown_threshold = self._unknown_threshold(
             self.config.cluster.unknown_percentile if unknown_percentile is None else unknown_percentile)
         self.names = self.load_names()
 
     def _unknown_threshold(self, percentile: float) -> float | None:
-        """The squared distance beyond which a unit is unknown: ``percentile`` of the training units'
-        distances (None: flag off, or a model published without them)."""
+        """The novelty score beyond which a unit is unknown: ``percentile`` of the training units' scores
+        against other examinations; in models published before the novelty reference, of the training units'
+        centroid distances (None: flag off, or a model published without either)."""
         if not 0 <= percentile <= 100:
             raise ValueError(f"unknown_percentile must be between 0 and 100, not {percentile}")
-        table = self.published.distance_percentiles
-        if percentile == 0 or table is None:
+        if percentile == 0:
             return None
-        return float(np.interp(percentile, np.arange(len(table)), table))
+        if self.novelty is not None:
+            return self.novelty.threshold(percentile)
+        table = self.published.distance_percentiles
+        return None if table is None else float(np.interp(percentile, np.arange(len(table)), table))
+
+    def novelty_scores(self, embedded: np.ndarray) -> np.ndarray:
+        """What "unknown" is judged by, for :meth:`embed`'s output: the novelty score, or the nearest-centroid
+        distance of the content for models published without a novelty reference."""
+        if self.novelty is not None:
+            return self.novelty.scores(embedded)
+        return content_distances(embedded, self.centroids, self.transform.matrix.shape[0])
 
     @property
     def info(self) -> dict:
@@ -191,13 +205,14 @@ class Model:
             return []
         probs = self.probabilities(squared_distances(embedded, self.centroids))
         distances = content_distances(embedded, self.centroids, self.transform.matrix.shape[0])
+        scores = self.novelty_scores(embedded)
         out = []
-        for row, dist in zip(probs, distances):
+        for row, dist, score in zip(probs, distances, scores):
             order = np.argsort(-row)[: max(1, k)]
             topk = [{"cluster": int(c), "category": self.category(c), "confidence": float(row[c])} for c in order]
-            novel = self.unknown_threshold is not None and float(dist) > self.unknown_threshold
+            novel = self.unknown_threshold is not None and float(score) > self.unknown_threshold
             out.append(Prediction(int(order[0]), UNKNOWN if novel else self.category(order[0]), float(row[order[0]]),
-                                  topk, float(dist), novel))
+                                  topk, float(dist), novel, float(score)))
         return out
 
 
@@ -224,7 +239,8 @@ def series_vote(predictions: list[Prediction]) -> Prediction:
     mean_dist = float(np.mean([p.distance for p in members]))
     novel = 2 * sum(p.novel for p in predictions) > len(predictions)
     category = UNKNOWN if novel else members[0].topk[0]["category"]
-    return Prediction(best, category, mean_conf, members[0].topk, mean_dist, novel)
+    median_novelty = float(np.median([p.novelty for p in predictions]))
+    return Prediction(best, category, mean_conf, members[0].topk, mean_dist, novel, median_novelty)
 
 
 def describe(model: Model, units: Sequence[Unit], predictions: Sequence[Prediction]) -> dict:
@@ -236,6 +252,7 @@ def describe(model: Model, units: Sequence[Unit], predictions: Sequence[Predicti
     answer = {
         "category": series.category, "cluster": series.cluster, "confidence": round(series.confidence, 4),
         "topk": series.topk, "distance": round(series.distance, 5), "novel": series.novel,
+        "novelty": round(series.novelty, 5),
         "n_units": len(predictions),
         "model": {"version": model.info["version"], "trained_at": model.info["trained_at"]},
     }

@@ -13,6 +13,7 @@ from deepmcat import __version__, checkpoint
 from deepmcat.checkpoint import CheckpointError
 from deepmcat.clustering import FeatureTransform
 from deepmcat.config import DeepMCATConfig
+from deepmcat.novelty import NoveltyReference
 from deepmcat.structure import StructureScale
 
 
@@ -76,8 +77,11 @@ class PublishedModel:
     #: clinicians' categories it was trained with: units per category
     labels: dict = field(default_factory=dict)
     #: the training units' squared distances to their centroid at percentiles 0, 1, ..., 100 (what the
-    #: "unknown" threshold is read from); None in models published before it existed
+    #: "unknown" threshold was read from before :attr:`novelty`); None in models published before it existed
     distance_percentiles: np.ndarray | None = None
+    #: training units' embeddings and calibrated scores that "unknown" is judged by; None in models
+    #: published before it existed (they judge by :attr:`distance_percentiles`)
+    novelty: NoveltyReference | None = None
     #: how series-structure coordinates join the embedding (:mod:`deepmcat.structure`); None in models
     #: published without them
     structure: StructureScale | None = None
@@ -94,6 +98,7 @@ def save_model(folder: Path, model: PublishedModel) -> Path:
         "assignments": model.assignments, "distributed": model.distributed, "trained_on": model.trained_on,
         "labels": model.labels, "distance_percentiles": model.distance_percentiles,
         "structure": model.structure.state() if model.structure else None,
+        "novelty": model.novelty.state() if model.novelty else None,
     }, path)
     return path
 
@@ -110,7 +115,8 @@ def load_model(folder: Path) -> PublishedModel:
             unit_ids=list(s["unit_ids"]), assignments=np.asarray(s["assignments"]), history=s["history"],
             distributed=s.get("distributed", {}), trained_on=s.get("trained_on", ""), labels=s.get("labels", {}),
             distance_percentiles=_optional_array(s.get("distance_percentiles")),
-            structure=StructureScale.from_state(s.get("structure")), version=s["version"])
+            structure=StructureScale.from_state(s.get("structure")),
+            novelty=NoveltyReference.from_state(s.get("novelty")), version=s["version"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a complete DeepMCAT model ({type(exc).__name__}: {exc})") from exc
 

@@ -37,6 +37,7 @@ from deepmcat.features import autocast, device_name, extract_features, resolve_d
 from deepmcat.losses import group_contrastive
 from deepmcat.metrics import evaluate
 from deepmcat.model import DeepMCATNet
+from deepmcat.novelty import NoveltyReference, fit_reference
 from deepmcat.modelfile import PublishedModel, TrainingState, load_checkpoint, save_checkpoint, save_model
 from deepmcat.sampling import grouped_order, uniform_cluster_sample
 from deepmcat.structure import StructureScale, fit_structure
@@ -384,6 +385,13 @@ class Trainer:
         scores = evaluate(list(truth), result.assignments)
         return {k: scores[k] for k in ("purity", "nmi", "ari", "acc")}
 
+    def _novelty(self, embedded: np.ndarray, data: TrainingData) -> NoveltyReference:
+        """The "unknown" reference, calibrated against other examinations (other acquisitions when the
+        collection is a single examination)."""
+        groups = data.study_ids if len(np.unique(data.study_ids)) > 1 else data.acquisition_ids
+        c = self.cfg.cluster
+        return fit_reference(embedded, groups, c.unknown_neighbours, c.unknown_reference, seed=self.cfg.train.seed)
+
     def _publish(self, run: Run, data: TrainingData) -> TrainResult:
         """Final clustering into K categories and the atomic publication of ``model.pt``."""
         cfg = self.cfg
@@ -405,7 +413,7 @@ class Trainer:
             labels=dict(Counter(c for c in data.categories or [] if c)),
             distance_percentiles=np.percentile(
                 content_distances(embedded, result.centroids, transform.matrix.shape[0]), np.arange(101)),
-            structure=scale)
+            structure=scale, novelty=self._novelty(embedded, data))
         path = save_model(self.out_dir, published) if self.ranks.is_main else self.out_dir / checkpoint.MODEL
         self.ranks.barrier()
         return TrainResult(path, assignments, run.history)

@@ -25,9 +25,9 @@ class AppSettings:
     seed: int = 0
     #: how many alternatives an answer lists
     topk: int = 3
-    #: a series farther from every cluster than this percentile of the training series' distances is answered
-    #: "unknown" (0: never)
-    unknown_percentile: float = 99.9
+    #: a series whose novelty score (distance to its nearest training units) exceeds this percentile of the
+    #: training units' scores against other examinations is answered "unknown" (0: never)
+    unknown_percentile: float = 99.0
     #: uploads larger than this are refused (413) before they are read
     max_upload_mb: int = 1024
     #: where model.pt, its checkpoint, train_stats.json and cluster_names.json live

@@ -1,0 +1,98 @@
+"""How unlike every learned category a unit is, and where "unknown" begins.
+
+The score is a unit's mean squared distance to its nearest training units in the embedding clusters are
+assigned in (PCA, L2, mixed with its acquisition's, and the series-structure coordinates: a stack of a shape
+no training category has is a sign too — without them a left-out category's series ranked no better than
+chance on the design families). The threshold is a percentile of the same score for training units measured
+against the training units of *other* examinations: a new examination's series of a known category lie
+farther from the training units than the training units lie from their own examination's, so a threshold
+read off the training units themselves calls many of them unknown (benchmarks/README.md, "Which score says
+unknown").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+#: percentiles 0, 1, ..., 100 are stored; a threshold in between is interpolated
+PERCENTILES = np.arange(101)
+
+
+@dataclass
+class NoveltyReference:
+    """Training units' content embeddings (a sample) and the calibrated score table of a published model."""
+
+    #: (n, d) float32 embeddings of (a sample of) the training units
+    points: np.ndarray
+    #: the score is the mean squared distance to this many nearest points
+    neighbours: int
+    #: the score of training units against the units of other examinations at percentiles 0, 1, ..., 100
+    percentiles: np.ndarray
+
+    def scores(self, embedded: np.ndarray) -> np.ndarray:
+        """(n,) novelty scores of embeddings (higher: less like any training unit)."""
+        if not len(embedded):
+            return np.zeros(0)
+        distances, _ = self._index().search(np.ascontiguousarray(embedded, np.float32), self.k)
+        return distances.mean(axis=1).astype(np.float64)
+
+    def threshold(self, percentile: float) -> float:
+        return float(np.interp(percentile, PERCENTILES, self.percentiles))
+
+    @property
+    def k(self) -> int:
+        return max(1, min(self.neighbours, len(self.points)))
+
+    def _index(self) -> faiss.IndexFlatL2:
+        index = faiss.IndexFlatL2(self.points.shape[1])
+        index.add(self.points)
+        return index
+
+    def state(self) -> dict:
+        return {"points": self.points, "neighbours": self.neighbours, "percentiles": self.percentiles}
+
+    @classmethod
+    def from_state(cls, state: dict | None) -> "NoveltyReference | None":
+        if state is None:
+            return None
+        return cls(np.ascontiguousarray(state["points"], np.float32), int(state["neighbours"]),
+                   np.asarray(state["percentiles"], np.float64))
+
+
+def fit_reference(embedded: np.ndarray, groups: np.ndarray, neighbours: int, max_points: int,
+                  seed: int = 0) -> NoveltyReference:
+    """The reference of training units' embeddings ``embedded``: at most ``max_points`` of them
+    (drawn at random), each scored against the sampled units of the other ``groups`` (examinations; pass
+    acquisitions when there is one examination) to calibrate the threshold."""
+    if neighbours < 1 or max_points < 1:
+        raise ValueError(f"novelty needs at least one neighbour and one point, not {neighbours} and {max_points}")
+    embedded = np.ascontiguousarray(embedded, np.float32)
+    groups = np.asarray(groups)
+    if len(embedded) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(embedded), max_points, replace=False))
+        embedded, groups = embedded[keep], groups[keep]
+    reference = NoveltyReference(embedded, neighbours, np.zeros(len(PERCENTILES)))
+    scores = _scores_against_other_groups(reference, groups)
+    reference.percentiles = np.percentile(scores, PERCENTILES) if len(scores) else np.full(len(PERCENTILES), np.inf)
+    return reference
+
+
+def _scores_against_other_groups(reference: NoveltyReference, groups: np.ndarray) -> np.ndarray:
+    """Each point's score with the points of its own group left out (none where no other group has
+    enough points to score against)."""
+    index = reference._index()
+    out = []
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        others = len(groups) - len(members)
+        if others == 0:
+            continue
+        chosen = faiss.IDSelectorBatch(members.astype(np.int64))
+        params = faiss.SearchParameters(sel=faiss.IDSelectorNot(chosen))
+        k = min(reference.k, others)
+        distances, _ = index.search(reference.points[members], k, params=params)
+        out.append(distances.mean(axis=1))
+    return np.concatenate(out) if out else np.zeros(0)

@@ -1,0 +1,63 @@
+"""The novelty score and its calibration against other examinations (deepmcat.novelty)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepmcat.novelty import NoveltyReference, fit_reference
+
+
+def unit_sphere(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_scores_are_the_mean_squared_distance_to_the_nearest_reference_points():
+    rng = np.random.default_rng(0)
+    points = unit_sphere(rng.normal(size=(40, 6)))
+    reference = fit_reference(points, np.repeat(np.arange(8), 5), neighbours=3, max_points=100)
+    queries = unit_sphere(rng.normal(size=(7, 6)))
+    d2 = ((queries[:, None] - points[None]) ** 2).sum(-1)
+    assert reference.scores(queries) == pytest.approx(np.sort(d2, axis=1)[:, :3].mean(axis=1), rel=1e-5)
+    assert reference.scores(np.zeros((0, 6), np.float32)).shape == (0,)
+
+
+def test_the_threshold_is_calibrated_without_each_units_own_examination():
+    """Each examination repeats its units nearly exactly (as the slices and frames of one series do): scored
+    with its own examination, every training unit would be at distance ~0 and any new examination unknown."""
+    rng = np.random.default_rng(1)
+    centres = unit_sphere(rng.normal(size=(3, 8)))
+    exams, points = [], []
+    for exam in range(10):
+        shift = rng.normal(scale=0.15, size=(3, 8))  # how this examination differs from the others
+        for _ in range(6):
+            points.append(centres + shift + rng.normal(scale=1e-3, size=(3, 8)))
+            exams += [exam] * 3
+    points = unit_sphere(np.concatenate(points))
+    reference = fit_reference(points, np.array(exams), neighbours=5, max_points=10_000)
+    assert np.all(np.diff(reference.percentiles) >= 0)
+    new_exam = unit_sphere(centres + rng.normal(scale=0.15, size=(3, 8)))
+    assert np.all(reference.scores(new_exam) <= reference.threshold(100) * 1.5)
+    assert reference.threshold(5) > 10 * reference.scores(points[:3]).max()  # own examination: ~0
+    outsider = unit_sphere(rng.normal(size=(20, 8)))
+    assert np.median(reference.scores(outsider)) > reference.threshold(99)
+
+
+def test_large_collections_keep_a_sample_and_state_round_trips():
+    rng = np.random.default_rng(2)
+    points = unit_sphere(rng.normal(size=(500, 4)))
+    reference = fit_reference(points, np.arange(500) % 50, neighbours=5, max_points=120, seed=3)
+    assert reference.points.shape == (120, 4)
+    assert {tuple(p) for p in reference.points} <= {tuple(p) for p in points}
+    again = NoveltyReference.from_state(reference.state())
+    assert np.array_equal(again.points, reference.points) and again.neighbours == 5
+    assert np.array_equal(again.percentiles, reference.percentiles)
+    assert NoveltyReference.from_state(None) is None
+
+
+def test_one_group_leaves_the_threshold_infinite_and_bad_settings_are_named():
+    points = unit_sphere(np.random.default_rng(4).normal(size=(6, 3)))
+    reference = fit_reference(points, np.zeros(6), neighbours=5, max_points=10)
+    assert reference.threshold(99.9) == np.inf and not np.any(reference.scores(points) > reference.threshold(99.9))
+    with pytest.raises(ValueError, match="neighbour"):
+        fit_reference(points, np.arange(6), neighbours=0, max_points=10)
