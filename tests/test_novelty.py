@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from deepmcat import novelty
 from deepmcat.novelty import NoveltyReference, fit_reference
 
 
@@ -61,3 +62,19 @@ def test_one_group_leaves_the_threshold_infinite_and_bad_settings_are_named():
     assert reference.threshold(99.9) == np.inf and not np.any(reference.scores(points) > reference.threshold(99.9))
     with pytest.raises(ValueError, match="neighbour"):
         fit_reference(points, np.arange(6), neighbours=0, max_points=10)
+
+
+@pytest.mark.parametrize("batched", [0, 3, 1000])
+def test_small_and_large_groups_are_left_out_alike(batched, monkeypatch):
+    """One search for small groups (their own neighbours dropped), one excluding search per large group: the
+    same scores either way, equal to leaving each group out by hand."""
+    rng = np.random.default_rng(5)
+    points = unit_sphere(rng.normal(size=(30, 5)))
+    groups = np.repeat(np.arange(8), [1, 2, 3, 4, 5, 6, 7, 2])
+    monkeypatch.setattr(novelty, "BATCHED_GROUP", batched)
+    reference = fit_reference(points, groups, neighbours=4, max_points=100)
+    expected = []
+    for i, g in enumerate(groups):
+        d2 = ((points[groups != g] - points[i]) ** 2).sum(1)
+        expected.append(np.sort(d2)[:4].mean())
+    assert reference.percentiles == pytest.approx(np.percentile(expected, np.arange(101)), rel=1e-5)

@@ -80,19 +80,33 @@ def fit_reference(embedded: np.ndarray, groups: np.ndarray, neighbours: int, max
     return reference
 
 
+#: groups up to this size are scored in one search that asks for this many more neighbours and drops the
+#: group's own; larger ones each get a search that excludes them (slower: no BLAS)
+BATCHED_GROUP = 512
+
+
 def _scores_against_other_groups(reference: NoveltyReference, groups: np.ndarray) -> np.ndarray:
     """Each point's score with the points of its own group left out (none where no other group has
     enough points to score against)."""
     index = reference._index()
+    ids = np.unique(groups, return_inverse=True)[1].reshape(-1)
+    sizes = np.bincount(ids)
     out = []
-    for group in np.unique(groups):
-        members = np.flatnonzero(groups == group)
-        others = len(groups) - len(members)
-        if others == 0:
+    small = np.flatnonzero(sizes[ids] <= BATCHED_GROUP)
+    if len(small):
+        reach = min(len(ids), reference.k + int(sizes[ids[small]].max()))
+        distances, neighbours = index.search(reference.points[small], reach)
+        for row, point in enumerate(small):
+            others = distances[row][(neighbours[row] >= 0) & (ids[np.maximum(neighbours[row], 0)] != ids[point])]
+            if len(others):
+                out.append(others[:reference.k].mean())
+    for group in np.flatnonzero(sizes > BATCHED_GROUP):
+        members = np.flatnonzero(ids == group)
+        if len(members) == len(ids):
             continue
         chosen = faiss.IDSelectorBatch(members.astype(np.int64))
         params = faiss.SearchParameters(sel=faiss.IDSelectorNot(chosen))
-        k = min(reference.k, others)
-        distances, _ = index.search(reference.points[members], k, params=params)
-        out.append(distances.mean(axis=1))
-    return np.concatenate(out) if out else np.zeros(0)
+        distances, _ = index.search(reference.points[members], min(reference.k, len(ids) - len(members)),
+                                    params=params)
+        out.extend(distances.mean(axis=1))
+    return np.asarray(out, np.float64)
