@@ -315,3 +315,14 @@ def test_motion_channels_are_each_scales_temporal_spread():
     assert DeepMCATNet(8, ModelConfig()).backbone.conv1.in_channels == 8  # off by default
     with pytest.raises(ValueError, match="motion"):
         DeepMCATNet(8, ModelConfig(motion=True, spatial_dims=3))
+
+
+def test_a_model_whose_novelty_reference_does_not_fit_is_refused(collection, tmp_path):
+    from deepmcat.modelfile import load_model, save_model
+
+    Trainer(tiny_config(), tmp_path, progress=False).fit(collection.tensors, [u.unit_id for u in collection.units])
+    published = load_model(tmp_path)
+    published.novelty.points = published.novelty.points[:, :3].copy()
+    save_model(tmp_path, published)
+    with pytest.raises(checkpoint.CheckpointError, match="novelty reference does not fit"):
+        Model(tmp_path, device="cpu")

@@ -90,6 +90,9 @@ class Model:
         self.temperature = self.published.temperature
         self.structure = self.published.structure
         self.novelty = self.published.novelty
+        if self.novelty is not None and self.novelty.points.shape[1:] != self.centroids.shape[1:]:
+            raise checkpoint.CheckpointError(f"{self.model_dir / checkpoint.MODEL}: its novelty reference does not "
+                                             "fit its centroids")
         self.unknown_threshold = self._unknown_threshold(
             self.config.cluster.unknown_percentile if unknown_percentile is None else unknown_percentile)
         self.names = self.load_names()

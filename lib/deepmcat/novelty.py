@@ -23,7 +23,7 @@ PERCENTILES = np.arange(101)
 
 @dataclass
 class NoveltyReference:
-    """Training units' content embeddings (a sample) and the calibrated score table of a published model."""
+    """Training units' embeddings (a sample) and the calibrated score table of a published model."""
 
     #: (n, d) float32 embeddings of (a sample of) the training units
     points: np.ndarray
