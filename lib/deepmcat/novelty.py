@@ -13,6 +13,7 @@ unknown").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import faiss
 import numpy as np
@@ -36,7 +37,7 @@ class NoveltyReference:
         """(n,) novelty scores of embeddings (higher: less like any training unit)."""
         if not len(embedded):
             return np.zeros(0)
-        distances, _ = self._index().search(np.ascontiguousarray(embedded, np.float32), self.k)
+        distances, _ = self._index.search(np.ascontiguousarray(embedded, np.float32), self.k)
         return distances.mean(axis=1).astype(np.float64)
 
     def threshold(self, percentile: float) -> float:
@@ -46,7 +47,9 @@ class NoveltyReference:
     def k(self) -> int:
         return max(1, min(self.neighbours, len(self.points)))
 
+    @cached_property
     def _index(self) -> faiss.IndexFlatL2:
+        """The points in a faiss index, made once (every answer the server gives searches it)."""
         index = faiss.IndexFlatL2(self.points.shape[1])
         index.add(self.points)
         return index
@@ -88,7 +91,7 @@ BATCHED_GROUP = 512
 def _scores_against_other_groups(reference: NoveltyReference, groups: np.ndarray) -> np.ndarray:
     """Each point's score with the points of its own group left out (none where no other group has
     enough points to score against)."""
-    index = reference._index()
+    index = reference._index
     ids = np.unique(groups, return_inverse=True)[1].reshape(-1)
     sizes = np.bincount(ids)
     out = []
