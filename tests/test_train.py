@@ -326,3 +326,24 @@ def test_a_model_whose_novelty_reference_does_not_fit_is_refused(collection, tmp
     save_model(tmp_path, published)
     with pytest.raises(checkpoint.CheckpointError, match="novelty reference does not fit"):
         Model(tmp_path, device="cpu")
+
+
+def test_models_published_before_the_novelty_reference_judge_by_centroid_distance(collection, tmp_path):
+    """A model file with the older table (training units' centroid distances at percentiles 0-100) and no
+    novelty reference: "unknown" is a content distance to the nearest centroid beyond that table's percentile."""
+    from deepmcat.modelfile import load_model, save_model
+
+    Trainer(tiny_config(), tmp_path, progress=False).fit(collection.tensors, [u.unit_id for u in collection.units])
+    published = load_model(tmp_path)
+    assert published.distance_percentiles is None  # newer models publish the novelty reference instead
+    embedded = Model(tmp_path, device="cpu").embed(collection.tensors)
+    dims = published.transform.matrix.shape[0]
+    distances = ((embedded[:, None, :dims] - published.centroids[None, :, :dims]) ** 2).sum(-1).min(1)
+    published.novelty, published.distance_percentiles = None, np.percentile(distances, np.arange(101))
+    save_model(tmp_path, published)
+    old = Model(tmp_path, device="cpu", unknown_percentile=50)
+    assert old.novelty is None and old.unknown_threshold == pytest.approx(np.percentile(distances, 50))
+    preds = old.predict(collection.tensors)
+    assert [p.novelty for p in preds] == pytest.approx([p.distance for p in preds])
+    assert [p.novel for p in preds] == [p.distance > old.unknown_threshold for p in preds]
+    assert 8 <= sum(p.novel for p in preds) <= 16

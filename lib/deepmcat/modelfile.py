@@ -76,8 +76,9 @@ class PublishedModel:
     trained_on: str = ""
     #: clinicians' categories it was trained with: units per category
     labels: dict = field(default_factory=dict)
-    #: the training units' squared distances to their centroid at percentiles 0, 1, ..., 100 (what the
-    #: "unknown" threshold was read from before :attr:`novelty`); None in models published before it existed
+    #: the training units' squared distances to their centroid at percentiles 0, 1, ..., 100: what the
+    #: "unknown" threshold of models published before :attr:`novelty` is read from (None in newer models and
+    #: in models published before either existed)
     distance_percentiles: np.ndarray | None = None
     #: training units' embeddings and calibrated scores that "unknown" is judged by; None in models
     #: published before it existed (they judge by :attr:`distance_percentiles`)

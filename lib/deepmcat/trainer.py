@@ -28,7 +28,7 @@ from tqdm import tqdm
 from deepmcat import checkpoint
 from deepmcat.cache import RowView
 from deepmcat.augment import augment
-from deepmcat.clustering import (confidence_temperature, content_distances, embed_units, fit_clusters,
+from deepmcat.clustering import (confidence_temperature, embed_units, fit_clusters,
                                   squared_distances)
 from deepmcat.config import DeepMCATConfig
 from deepmcat.data import Collection
@@ -411,8 +411,6 @@ class Trainer:
             fingerprint=data.fingerprint, unit_ids=data.unit_ids, assignments=assignments, history=run.history,
             distributed={"world": self.ranks.world, "units_by_rank": seen}, trained_on=device_name(self.device),
             labels=dict(Counter(c for c in data.categories or [] if c)),
-            distance_percentiles=np.percentile(
-                content_distances(embedded, result.centroids, transform.matrix.shape[0]), np.arange(101)),
             structure=scale, novelty=self._novelty(embedded, data))
         path = save_model(self.out_dir, published) if self.ranks.is_main else self.out_dir / checkpoint.MODEL
         self.ranks.barrier()
