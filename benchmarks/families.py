@@ -110,7 +110,7 @@ class Scorer:
 
 
 def cluster_scores(scorer: Scorer, features: np.ndarray, cfg: DeepMCATConfig, seed: int) -> dict:
-    _, result = fit_clusters(features, cfg.cluster.clusters, cfg.cluster, seed=seed, groups=scorer.groups)
+    _, result = fit_clusters(features, cfg.cluster.clusters, cfg.cluster, seed=seed, groups=scorer.groups, final=True)
     return scorer.score(scorer.vote(result.assignments))
 
 
@@ -128,9 +128,10 @@ def reclustered_scores(scorer: Scorer, model: Model, features: np.ndarray, weigh
     acquisition, each acquisition's vote): the same network, so a difference is the clustering's alone."""
     collection, cluster = scorer.collection, cluster or model.config.cluster
     stacks = np.unique(collection.acquisitions, return_inverse=True)[1]
-    coordinates = fit_structure(collection.structure, stacks, weight)[1] if weight > 0 else None
+    coordinates = fit_structure(collection.structure, stacks, weight, cluster.plane_weight)[1] \
+        if max(weight, cluster.plane_weight) > 0 else None
     transform, result = fit_clusters(features, cluster.clusters, cluster, seed=seed, groups=stacks,
-                                     structure=coordinates)
+                                     structure=coordinates, final=True)
     embedded = embed_units(transform, features, collection.acquisitions, cluster.acquisition_weight, coordinates)
     return scorer.score(scorer.vote(squared_distances(embedded, result.centroids).argmin(axis=1)))
 

@@ -73,6 +73,13 @@ class ClusterConfig:
     nredo: int = 20
     #: fit PCA and k-means on acquisition means (one point per series and image type) rather than units
     by_acquisition: bool = True
+    #: how the final ``clusters`` categories are cut (the pseudo-labels are always k-means): "spectral" (the
+    #: acquisitions' nearest-neighbour graph, :func:`deepmcat.clustering.spectral_clusters`) or "kmeans"
+    final_method: str = "spectral"
+    #: neighbours each acquisition is joined to in that graph (10: chosen on the design families among 5-20)
+    spectral_neighbours: int = 10
+    #: the graph is built on at most this many acquisitions (a random sample beyond), all then assigned
+    spectral_max_points: int = 20_000
     #: when a unit is assigned, its embedding is mixed with its acquisition's with this weight: the slices
     #: of one stack decide together, while a unit unlike the rest of its series can still go elsewhere
     acquisition_weight: float = 0.5
@@ -80,6 +87,10 @@ class ClusterConfig:
     #: to the L2-normalised embedding in the final clustering and at inference (:mod:`deepmcat.structure`);
     #: 0 leaves them out. 0.3: chosen on the design families (benchmarks/README.md)
     structure_weight: float = 0.3
+    #: weight of the scan plane's axis (:func:`deepmcat.structure.plane_axis`: two planes at angle θ lie
+    #: ``2 sin²θ`` x weight² apart, squared) in the final clustering and at inference; 0 leaves it out.
+    #: 0.3: chosen on the design families with the spectral final clustering (benchmarks/README.md)
+    plane_weight: float = 0.3
     #: a unit whose novelty score (:mod:`deepmcat.novelty`: mean squared distance to its nearest training
     #: units) exceeds this percentile of the training units' scores against other examinations is answered
     #: "unknown" (a series when most of its units are); 0 switches the flag off. 99: on the design families
@@ -90,6 +101,13 @@ class ClusterConfig:
     unknown_neighbours: int = 5
     #: training units kept in a published model as the novelty reference (a random sample beyond it)
     unknown_reference: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.final_method not in ("spectral", "kmeans"):
+            raise ValueError(f"unknown final_method {self.final_method!r}: use spectral or kmeans")
+        if self.spectral_neighbours < 1 or self.spectral_max_points < 2:
+            raise ValueError(f"spectral_neighbours must be at least 1 and spectral_max_points 2, not "
+                             f"{self.spectral_neighbours} and {self.spectral_max_points}")
 
     def n_train_clusters(self, n_samples: int) -> int:
         k = self.train_clusters or 4 * self.clusters

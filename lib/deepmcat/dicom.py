@@ -341,7 +341,7 @@ def _group(files: Sequence[str], workers: int | None, progress: bool, headers: H
     units: list[Unit] = []
     for key, members in sorted(groups.items(), key=lambda kv: str(kv[0])):
         series_uid, image_type, orientation = key
-        meta = metas[key]
+        meta = _with_normal(metas[key], orientation)
         tag = f"{series_uid}/{zlib.crc32(f'{image_type}{orientation}'.encode()) % 100_000:05d}"
         for i, m in enumerate(sorted((m for m in members if m[3] > 1), key=lambda m: m[0])):
             units.append(Unit(f"{tag}/mf{i}", series_uid, [m[0]], "dicom", _with_shape(meta, orientation, m[3])))
@@ -363,6 +363,16 @@ def _group(files: Sequence[str], workers: int | None, progress: bool, headers: H
             units.append(Unit(f"{tag}/s{k:03d}", series_uid, [m[0] for m in frames], "dicom",
                               _with_shape(meta, orientation, len(frames)), locations=[m[4] for m in frames]))
     return units, skipped
+
+
+def _with_normal(meta: dict, orientation: tuple) -> dict:
+    """A unit's metadata with its scan plane's normal in patient coordinates (:mod:`deepmcat.structure`),
+    when ImageOrientationPatient gave one (``orientation``: its six values, then the matrix size)."""
+    if len(orientation) < 8:
+        return meta
+    normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:6], float))
+    length = float(np.linalg.norm(normal))
+    return dict(meta, normal=[round(float(v), 4) for v in normal / length]) if length > 1e-6 else meta
 
 
 def _with_shape(meta: dict, orientation: tuple, frames: int) -> dict:

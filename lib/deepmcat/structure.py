@@ -1,9 +1,11 @@
-"""What a series' structure says about its category, beside its pixels: how many slices its stack has and how
-many frames (or images) each slice holds. A short-axis cine stack (10 slices x 25 frames), a single long-axis
-cine (1 x 25), a static late-enhancement stack (1 volume of 5 slices), a T1 mapping series (1 x 9) and a
-three-plane scout (3 x 1) differ here even where their canonical 8 x 64 x 64 tensors look alike, and the
-scanner writes these numbers, unlike the SeriesDescription. They join the final clustering (and inference)
-as two standardised, weighted coordinates next to the embedding; the network never sees them.
+"""What a series' structure says about its category, beside its pixels: how many slices its stack has, how
+many frames (or images) each slice holds, and which way its scan plane faces in the patient. A short-axis cine
+stack (10 slices x 25 frames), a single long-axis cine (1 x 25), a static late-enhancement stack (1 volume of 5
+slices), a T1 mapping series (1 x 9) and a three-plane scout (3 x 1) differ here even where their canonical
+8 x 64 x 64 tensors look alike; and a 2-chamber, a 4-chamber and a short-axis view are planes of different
+orientation in the patient's coordinates (ImageOrientationPatient, a NIfTI affine), which the canonical tensor
+cannot know. The scanner writes these, unlike the SeriesDescription. They join the final clustering (and
+inference) as weighted coordinates next to the embedding; the network never sees them.
 """
 
 from __future__ import annotations
@@ -17,47 +19,85 @@ import numpy as np
 from deepmcat.clustering import group_means
 from deepmcat.units import Unit
 
+#: columns of :func:`series_structure`: the two counts, then the scan plane's axis
+COUNTS = 2
+PLANE = 6
+
+
+def plane_axis(normal: Sequence[float] | None) -> np.ndarray:
+    """(6,) the scan plane's normal n as the upper triangle of n nᵀ (off-diagonal terms times √2): blind to
+    the normal's sign (the order slices are stored in), of norm 1, and two planes at angle θ lie 2 sin²θ
+    apart (squared). Zeros when the orientation is unknown: equally far from every plane."""
+    n = np.asarray(normal if normal is not None else (), np.float64)
+    length = float(np.linalg.norm(n)) if n.shape == (3,) else 0.0
+    if not length > 1e-6 or not np.isfinite(length):
+        return np.zeros(PLANE, np.float64)
+    x, y, z = n / length
+    r2 = np.sqrt(2.0)
+    return np.array([x * x, y * y, z * z, r2 * x * y, r2 * x * z, r2 * y * z])
+
+
 def series_structure(units: Sequence[Unit]) -> np.ndarray:
-    """(n, 2) float32: log2 of each unit's stack size and depth. The stack size is what the scan recorded
+    """(n, 8) float32: log2 of each unit's stack size and depth, then its scan plane's axis
+    (:func:`plane_axis` of the reader's ``normal``). The stack size is what the scan recorded
     (``stack_units``: counted over the whole scan, so one series of a stack stored as a series per slice
     still knows its siblings), else counted among ``units``."""
     counts = Counter(u.stack for u in units)
     rows = [(u.meta.get("stack_units") or counts[u.stack], u.meta.get("depth") or len(u.files)) for u in units]
-    return np.log2(np.maximum(np.asarray(rows, np.float64).reshape(-1, 2), 1.0)).astype(np.float32)
+    sizes = np.log2(np.maximum(np.asarray(rows, np.float64).reshape(-1, COUNTS), 1.0))
+    planes = np.asarray([plane_axis(u.meta.get("normal")) for u in units], np.float64).reshape(-1, PLANE)
+    return np.hstack([sizes, planes]).astype(np.float32)
 
 
 @dataclass
 class StructureScale:
-    """Standardisation (over the training acquisitions) and weight of the structure coordinates."""
+    """How the structure coordinates join the embedding: the counts standardised (over the training
+    acquisitions) and weighted, the plane axis weighted as it is (its distances mean angles already)."""
 
     mean: np.ndarray
     std: np.ndarray
     weight: float
+    #: weight of the plane axis; 0 leaves it out (models published before it existed)
+    plane_weight: float = 0.0
 
     @classmethod
-    def fit(cls, points: np.ndarray, weight: float) -> "StructureScale":
-        """From one row per acquisition; a coordinate constant over them gets unit scale (and adds nothing)."""
-        std = points.std(axis=0)
-        return cls(points.mean(axis=0), np.where(std > 1e-6, std, 1.0), float(weight))
+    def fit(cls, points: np.ndarray, weight: float, plane_weight: float = 0.0) -> "StructureScale":
+        """From one row per acquisition (:func:`series_structure`'s columns); a count constant over them gets
+        unit scale (and adds nothing)."""
+        counts = np.asarray(points, np.float64)[:, :COUNTS]
+        std = counts.std(axis=0)
+        return cls(counts.mean(axis=0), np.where(std > 1e-6, std, 1.0), float(weight), float(plane_weight))
+
+    @property
+    def dims(self) -> int:
+        return COUNTS + (PLANE if self.plane_weight > 0 else 0)
 
     def __call__(self, raw: np.ndarray | None, n: int) -> np.ndarray:
-        """The weighted coordinates of ``n`` units; zeros (the training mean) when ``raw`` is None."""
+        """The weighted coordinates of ``n`` units; zeros (the training mean, and no plane) when ``raw`` is
+        None."""
         if raw is None:
-            return np.zeros((n, len(self.mean)), np.float32)
-        return (self.weight * (np.asarray(raw, np.float64) - self.mean) / self.std).astype(np.float32)
+            return np.zeros((n, self.dims), np.float32)
+        raw = np.asarray(raw, np.float64).reshape(n, -1)
+        parts = [self.weight * (raw[:, :COUNTS] - self.mean) / self.std]
+        if self.plane_weight > 0:
+            parts.append(self.plane_weight * raw[:, COUNTS : COUNTS + PLANE])
+        return np.hstack(parts).astype(np.float32)
 
     def state(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "weight": self.weight}
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "weight": self.weight,
+                "plane_weight": self.plane_weight}
 
     @classmethod
     def from_state(cls, state: dict | None) -> "StructureScale | None":
         if not state:
             return None
-        return cls(np.asarray(state["mean"], np.float64), np.asarray(state["std"], np.float64), float(state["weight"]))
+        return cls(np.asarray(state["mean"], np.float64), np.asarray(state["std"], np.float64), float(state["weight"]),
+                   float(state.get("plane_weight", 0.0)))
 
 
-def fit_structure(raw: np.ndarray, acquisitions: np.ndarray, weight: float) -> tuple[StructureScale, np.ndarray]:
+def fit_structure(raw: np.ndarray, acquisitions: np.ndarray, weight: float, plane_weight: float = 0.0
+                  ) -> tuple[StructureScale, np.ndarray]:
     """The scale fitted on one row per acquisition (integer ids 0..A-1: the mean of its units' rows, as
     k-means sees acquisitions), and every unit's scaled coordinates."""
-    scale = StructureScale.fit(group_means(raw, acquisitions), weight)
+    scale = StructureScale.fit(group_means(raw, acquisitions), weight, plane_weight)
     return scale, scale(raw, len(raw))

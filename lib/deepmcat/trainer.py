@@ -331,21 +331,22 @@ class Trainer:
         return torch.from_numpy(data.study_ids[idx]).to(self.device)
 
     def _cluster(self, features: np.ndarray, k: int, data: TrainingData, seed: int,
-                 structure: np.ndarray | None = None):
-        """PCA + k-means on rank 0, its result broadcast to the other ranks."""
+                 structure: np.ndarray | None = None, final: bool = False):
+        """PCA + clustering (k-means; ``final``: the categories' method) on rank 0, its result broadcast to the
+        other ranks."""
         result = None
         if self.ranks.is_main:
             result = fit_clusters(features, k, self.cfg.cluster, seed=seed, groups=data.acquisition_ids,
-                                  labels=data.categories, structure=structure)
+                                  labels=data.categories, structure=structure, final=final)
         return self.ranks.broadcast(result)
 
     def _structure(self, data: TrainingData) -> tuple[StructureScale | None, np.ndarray | None]:
         """The structure coordinates' scale (fitted on the acquisitions) and each unit's scaled coordinates,
         for the final clustering only: pseudo-labels stay what the network can learn from pixels."""
-        weight = self.cfg.cluster.structure_weight
-        if data.structure is None or weight <= 0:
+        weight, plane_weight = self.cfg.cluster.structure_weight, self.cfg.cluster.plane_weight
+        if data.structure is None or max(weight, plane_weight) <= 0:
             return None, None
-        return fit_structure(data.structure, data.acquisition_ids, weight)
+        return fit_structure(data.structure, data.acquisition_ids, weight, plane_weight)
 
     def _parallel(self, net: DeepMCATNet):
         """The network as DistributedDataParallel when there are several ranks (rebuilt whenever the head is
@@ -381,7 +382,7 @@ class Trainer:
         """Quality against ground truth at K categories (only watched, never used for training)."""
         features = self._features(net, data.tensors)
         _, result = self._cluster(features, self.cfg.cluster.clusters, data, seed=self.cfg.train.seed + epoch,
-                                  structure=self._structure(data)[1])
+                                  structure=self._structure(data)[1], final=True)
         scores = evaluate(list(truth), result.assignments)
         return {k: scores[k] for k in ("purity", "nmi", "ari", "acc")}
 
@@ -398,7 +399,7 @@ class Trainer:
         features = self._features(run.net, data.tensors)
         scale, coordinates = self._structure(data)
         transform, result = self._cluster(features, cfg.cluster.clusters, data, seed=cfg.train.seed,
-                                          structure=coordinates)
+                                          structure=coordinates, final=True)
         seen = self.ranks.gather_objects(sorted(self.seen_units))
         embedded = embed_units(transform, features, data.acquisition_ids, cfg.cluster.acquisition_weight,
                                coordinates)

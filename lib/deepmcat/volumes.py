@@ -93,6 +93,10 @@ def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]
         # (deepmcat.stacks)
         plane = [round(float(v), 3) for axis in (0, 1) for v in io.GetDirection(axis)]
         meta["shape"] = f"{plane}|{[round(io.GetSpacing(a), 4) for a in (0, 1)]}|{dims[:2]}|{dims[3]}"
+    if len(dims) >= 3:  # the scan plane's normal in patient (LPS) coordinates, as DICOM units record it
+        normal = np.cross(*(np.asarray([io.GetDirection(axis)[i] for i in range(3)], float) for axis in (0, 1)))
+        if np.linalg.norm(normal) > 1e-6:
+            meta["normal"] = [round(float(v), 4) for v in normal / np.linalg.norm(normal)]
     series = os.path.relpath(path, root) if root is not None else Path(path).name
     if len(dims) == 4 and dims[2] > 1:
         return [Unit(f"{series}/s{z:03d}", series, [path], "volume", dict(meta, depth=dims[3]), slice_index=z)

@@ -1,0 +1,58 @@
+"""The final categories' clustering (:mod:`deepmcat.clustering`): what k-means at K = C gets wrong and the
+nearest-neighbour graph gets right."""
+
+import numpy as np
+import pytest
+
+from deepmcat.clustering import fit_clusters, kmeans, spectral_clusters
+from deepmcat.config import ClusterConfig
+from deepmcat.metrics import evaluate
+
+
+def _a_spread_category_and_two_small_ones() -> tuple[np.ndarray, np.ndarray]:
+    """100 points along a line 10 long (one category seen from many angles), and two tight categories of 10
+    points 0.6 apart from each other: k-means' objective prefers cutting the line to keeping them apart."""
+    rng = np.random.default_rng(0)
+    line = np.stack([np.linspace(0, 10, 100), rng.normal(0, 0.02, 100)], 1)
+    a = rng.normal(0, 0.05, (10, 2)) + [5.0, 3.0]
+    b = rng.normal(0, 0.05, (10, 2)) + [5.0, 3.6]
+    return np.vstack([line, a, b]).astype(np.float32), np.repeat([0, 1, 2], [100, 10, 10])
+
+
+def test_the_graph_keeps_small_categories_that_k_means_merges():
+    x, truth = _a_spread_category_and_two_small_ones()
+    cfg = ClusterConfig(clusters=3, nredo=5)
+    merged = evaluate(list(truth), kmeans(x, 3, cfg, seed=0).assignments)
+    assert merged["worst_recall"] == 0.0  # a small category shares a cluster; the line is cut in two
+    result = spectral_clusters(x, 3, neighbours=5)
+    assert evaluate(list(truth), result.assignments)["purity"] == 1.0
+    # each point sits at its nearest cluster mean: what inference answers by
+    d2 = ((x[:, None] - result.centroids[None]) ** 2).sum(-1)
+    assert np.array_equal(d2.argmin(1), result.assignments) and result.empty_clusters == 0
+    assert result.centroids.shape == (3, 2)
+    # beyond max_points the graph is cut on a sample and every point is assigned: the same categories here
+    sampled = spectral_clusters(x, 3, neighbours=5, max_points=90, seed=1)
+    assert len(sampled.assignments) == len(x) and evaluate(list(truth), sampled.assignments)["purity"] == 1.0
+
+
+def test_only_the_final_clustering_uses_the_graph():
+    """fit_clusters projects and L2-normalises first, so the same picture on the sphere: a category spread
+    over a 150° arc, two small ones 12° apart."""
+    rng = np.random.default_rng(0)
+    angles = np.concatenate([np.linspace(0, 150, 100), rng.normal(250, 0.3, 10), rng.normal(262, 0.3, 10)])
+    truth = np.repeat([0, 1, 2], [100, 10, 10])
+    rad = np.radians(angles)
+    features = np.stack([np.cos(rad), np.sin(rad), rng.normal(0, 0.01, len(rad))], 1).astype(np.float32)
+    cfg = ClusterConfig(clusters=3, nredo=5, pca_dim=3, spectral_neighbours=5)
+    _, pseudo = fit_clusters(features, 3, cfg)
+    _, final = fit_clusters(features, 3, cfg, final=True)
+    assert evaluate(list(truth), pseudo.assignments)["worst_recall"] == 0.0
+    assert evaluate(list(truth), final.assignments)["worst_recall"] == 1.0
+    kmeans_cfg = ClusterConfig(clusters=3, nredo=5, pca_dim=3, final_method="kmeans")
+    assert np.array_equal(fit_clusters(features, 3, kmeans_cfg, final=True)[1].assignments, pseudo.assignments)
+
+
+@pytest.mark.parametrize("bad", [{"final_method": "dbscan"}, {"spectral_neighbours": 0}, {"spectral_max_points": 1}])
+def test_an_unknown_final_method_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ClusterConfig(**bad)

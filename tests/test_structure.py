@@ -1,0 +1,60 @@
+"""The series structure beside the pixels (:mod:`deepmcat.structure`): the scan plane's axis and how models
+published before it keep their answers."""
+
+import numpy as np
+import pytest
+
+from deepmcat.io import scan
+from deepmcat.structure import COUNTS, PLANE, StructureScale, plane_axis, series_structure
+from tests.helpers import write_dicom
+
+
+def _normal(degrees: float) -> np.ndarray:
+    a = np.radians(degrees)
+    return np.array([np.cos(a), np.sin(a), 0.0])
+
+
+def test_the_plane_axis_ignores_the_normals_sign_and_its_distance_is_the_angle():
+    axis = plane_axis(_normal(0))
+    assert np.linalg.norm(axis) == pytest.approx(1.0)
+    assert np.allclose(plane_axis(-_normal(0)), axis)  # slices stored in the other order: the same plane
+    assert np.allclose(plane_axis(3 * _normal(0)), axis)
+    for theta in (10, 45, 90, 135):
+        gap = float(((plane_axis(_normal(theta)) - axis) ** 2).sum())
+        assert gap == pytest.approx(2 * np.sin(np.radians(theta)) ** 2)
+    for unknown in (None, [], [0, 0, 0], [np.nan, 0, 1]):
+        assert np.array_equal(plane_axis(unknown), np.zeros(PLANE))
+
+
+def test_dicom_units_record_their_scan_planes_normal(tmp_path):
+    """ImageOrientationPatient's row and column directions give the normal; a unit without it has none (and
+    the zero axis)."""
+    write_dicom(tmp_path / "axial" / "1.dcm", np.ones((8, 8), np.uint16), "9.1")
+    tilted = write_dicom(tmp_path / "tilted" / "1.dcm", np.ones((8, 8), np.uint16), "9.2")
+    import pydicom
+
+    ds = pydicom.dcmread(tilted)
+    ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]  # sagittal
+    ds.save_as(tilted)
+    bare = write_dicom(tmp_path / "bare" / "1.dcm", np.ones((8, 8), np.uint16), "9.3")
+    ds = pydicom.dcmread(bare)
+    del ds.ImageOrientationPatient
+    ds.save_as(bare)
+    units = {u.series_uid: u for u in scan(tmp_path).units}
+    assert np.allclose(units["9.1"].meta["normal"], [0, 0, 1])
+    assert np.allclose(np.abs(units["9.2"].meta["normal"]), [1, 0, 0])
+    assert "normal" not in units["9.3"].meta
+    rows = series_structure([units["9.1"], units["9.2"], units["9.3"]])
+    assert rows.shape == (3, COUNTS + PLANE)
+    assert np.allclose(rows[:, COUNTS:], [plane_axis([0, 0, 1]), plane_axis([1, 0, 0]), np.zeros(PLANE)])
+
+
+def test_a_scale_published_before_the_plane_existed_answers_as_it_did():
+    """An older model's state has no plane weight: given today's eight columns it still makes its two."""
+    old = StructureScale.from_state({"mean": [1.0, 2.0], "std": [0.5, 1.0], "weight": 0.3})
+    raw = np.array([[2.0, 3.0, *plane_axis([0, 0, 1])]], np.float32)
+    assert old.plane_weight == 0.0 and old.dims == COUNTS
+    assert np.allclose(old(raw, 1), [[0.6, 0.3]])
+    assert old(None, 4).shape == (4, COUNTS)
+    new = StructureScale.from_state(StructureScale.fit(raw, 0.3, 0.5).state())
+    assert new.dims == COUNTS + PLANE and np.allclose(new(raw, 1)[0, COUNTS:], 0.5 * raw[0, COUNTS:])
