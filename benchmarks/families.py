@@ -9,11 +9,13 @@ acquisition level (series × image type, each acquisition's cluster the vote of 
 number of categories:
 
 - ``pixels``: canonical tensors as they are → :func:`deepmcat.clustering.fit_clusters` (PCA, whitening when
-  there are enough points, k-means on acquisition means: DeepMCAT's own rule);
+  there are enough points, the final categories' cut — spectral or k-means, ``cluster.final_method`` — of the
+  acquisition means: DeepMCAT's own rule);
 - ``random_cnn``: an untrained DeepMCAT network's features → the same ``fit_clusters``;
 - ``deepmcat``: trained with the defaults, then scored on what ``predict`` outputs (``predict_rows``).
-- ``deepmcat_without_structure``: the same trained networks, their final clustering redone without the series
-  structure (:mod:`deepmcat.structure`): what the structure coordinates alone change.
+- ``deepmcat_without_structure``: the same trained networks, their final clustering redone without the slice
+  and frame counts of the series structure (:mod:`deepmcat.structure`; the scan plane stays at the model's
+  weight): what the counts alone change.
 
 A feature probe separates feature quality from k-means noise: kNN-10 accuracy of each acquisition's category
 among the acquisitions of *other* examinations (acquisition = mean feature of its units, PCA + L2 normalised).
@@ -148,7 +150,7 @@ def run_set(name: str, args, device: torch.device, out: dict, save) -> None:
     scorer = Scorer(collection, data)
     n_units, n_acq = len(collection.units), len(scorer.keys)
     print(f"\n{name}: {n_units} units, {n_acq} acquisitions, {len(set(scorer.studies))} examinations, "
-          f"K = C = {cfg.cluster.clusters}; rule: k-means on acquisition means "
+          f"K = C = {cfg.cluster.clusters}; rule: {cfg.cluster.final_method} on acquisition means "
           f"({'by acquisition' if cfg.cluster.clusters <= n_acq < n_units else 'by unit'}); "
           f"loaded in {time.time() - tic:.0f}s", flush=True)
     out.update({"units": n_units, "acquisitions": n_acq, "categories": cfg.cluster.clusters,

@@ -129,13 +129,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model-dir", nargs="*", default=[], dest="model_dir", metavar="SET=DIR",
                         help="an already trained model of a set (trained with the defaults on that set)")
+    parser.add_argument("--tag", default="", help="added to the JSON's name (runs of one day keep apart)")
     args = parser.parse_args()
     args.models = {k: Path(v) for k, v in (item.split("=", 1) for item in args.model_dir)}
     results = {"date": dt.date.today().isoformat(), "machine": machine(), "subjects": args.subjects,
                "data_seed": args.data_seed, "fraction": args.fraction, "repeats": args.repeats,
                "chosen_on": ["classic", "torso", "the PACS test's archive"], "held_out": ["blob"], "sets": {}}
     tag = (f"header-check-{'-'.join(args.sets)}-{args.subjects}s-{results['date']}"
-           + ("-all-correct" if args.fraction == 0 else ""))
+           + ("-all-correct" if args.fraction == 0 else "") + (f"-{args.tag}" if args.tag else ""))
     for name in args.sets:
         results["sets"][name] = run_set(name, args)
         path = save(tag, results)

@@ -191,6 +191,7 @@ def main() -> None:
     p.add_argument("--warmup-epochs", type=int, default=20)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--device", default="auto")
+    p.add_argument("--tag", default="", help="added to the JSON's name (runs of one day keep apart)")
     args = p.parse_args()
 
     packages = package_images()
@@ -258,7 +259,7 @@ def main() -> None:
         for rule in RULES}
     print(results["rule_summary"])
     print(summary)
-    print("saved", save(f"novelty-{'-'.join(args.sets)}-{dt.date.today().isoformat()}", results))
+    print("saved", save(f"novelty-{'-'.join(args.sets)}-{dt.date.today().isoformat()}" + (f"-{args.tag}" if args.tag else ""), results))
 
 
 if __name__ == "__main__":
