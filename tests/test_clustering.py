@@ -52,6 +52,14 @@ def test_only_the_final_clustering_uses_the_graph():
     assert np.array_equal(fit_clusters(features, 3, kmeans_cfg, final=True)[1].assignments, pseudo.assignments)
 
 
+def test_a_collection_barely_larger_than_k_is_still_cut():
+    """As many clusters as points, or nearly (a tiny collection): every point its own cluster, none lost."""
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    for k in (4, 5):
+        result = spectral_clusters(x, k, neighbours=10)
+        assert len(np.unique(result.assignments)) == k and result.empty_clusters == 0
+
+
 @pytest.mark.parametrize("bad", [{"final_method": "dbscan"}, {"spectral_neighbours": 0}, {"spectral_max_points": 1}])
 def test_an_unknown_final_method_is_refused_by_name(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):

@@ -105,8 +105,11 @@ def spectral_clusters(x: np.ndarray, k: int, neighbours: int, seed: int = 0, max
     keep = (cols >= 0) & (cols != rows)
     graph = csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(len(sample), len(sample)))
     graph = ((graph + graph.T) * 0.5).tocsr()
+    if len(sample) <= 5 * k:  # scipy's sparse eigen-solver needs more points than eigenvectors; a dense one does not
+        graph = graph.toarray()
     with warnings.catch_warnings():  # a graph of several components is cut along them first, as it should be
         warnings.filterwarnings("ignore", message="Graph is not fully connected")
+        warnings.filterwarnings("ignore", message="k >= N")  # the dense solver then, as intended above
         labels = SpectralClustering(k, affinity="precomputed", assign_labels="cluster_qr",
                                     random_state=seed).fit_predict(graph)
     centroids = np.zeros((k, x.shape[1]), np.float32)
