@@ -183,6 +183,7 @@ def main() -> None:
     p.add_argument("--retrain-budgets", dest="retrain_budgets", type=int, nargs="*", default=[1, 3],
                    help="labels per cluster to retrain with (none: no retraining)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--tag", default="", help="added to the JSON's and PNG's name (runs of one day keep apart)")
     args = p.parse_args()
 
     if args.data:
@@ -194,7 +195,7 @@ def main() -> None:
             inputs[f"{name}-{args.subjects}s-seed{args.data_seed}"] = (data, data / "labels.csv")
     results = {"machine": machine(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "training_seed": args.seed, "random_repeats": args.repeats, "sets": {}}
-    tag = f"active-learning-{'-'.join(inputs)}-{dt.date.today().isoformat()}"
+    tag = f"active-learning-{'-'.join(inputs)}-{dt.date.today().isoformat()}" + (f"-{args.tag}" if args.tag else "")
     RESULTS.mkdir(exist_ok=True)
     for name, (data, labels_path) in inputs.items():
         results["sets"][name] = run_set(name, data, labels_path, args)
