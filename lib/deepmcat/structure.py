@@ -95,9 +95,12 @@ class StructureScale:
                    float(state.get("plane_weight", 0.0)))
 
 
-def fit_structure(raw: np.ndarray, acquisitions: np.ndarray, weight: float, plane_weight: float = 0.0
-                  ) -> tuple[StructureScale, np.ndarray]:
+def fit_structure(raw: np.ndarray | None, acquisitions: np.ndarray, weight: float, plane_weight: float = 0.0
+                  ) -> tuple[StructureScale | None, np.ndarray | None]:
     """The scale fitted on one row per acquisition (integer ids 0..A-1: the mean of its units' rows, as
-    k-means sees acquisitions), and every unit's scaled coordinates."""
+    k-means sees acquisitions), and every unit's scaled coordinates; (None, None) when there is no structure
+    or both weights leave it out."""
+    if raw is None or max(weight, plane_weight) <= 0:
+        return None, None
     scale = StructureScale.fit(group_means(raw, acquisitions), weight, plane_weight)
     return scale, scale(raw, len(raw))

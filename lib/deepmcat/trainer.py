@@ -343,10 +343,8 @@ class Trainer:
     def _structure(self, data: TrainingData) -> tuple[StructureScale | None, np.ndarray | None]:
         """The structure coordinates' scale (fitted on the acquisitions) and each unit's scaled coordinates,
         for the final clustering only: pseudo-labels stay what the network can learn from pixels."""
-        weight, plane_weight = self.cfg.cluster.structure_weight, self.cfg.cluster.plane_weight
-        if data.structure is None or max(weight, plane_weight) <= 0:
-            return None, None
-        return fit_structure(data.structure, data.acquisition_ids, weight, plane_weight)
+        c = self.cfg.cluster
+        return fit_structure(data.structure, data.acquisition_ids, c.structure_weight, c.plane_weight)
 
     def _parallel(self, net: DeepMCATNet):
         """The network as DistributedDataParallel when there are several ranks (rebuilt whenever the head is
