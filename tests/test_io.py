@@ -193,6 +193,28 @@ def test_nifti_examinations_from_bids_names_subject_folders_and_sidecars(tmp_pat
     assert m.acquisition == "1.9.4|ORIGINAL\\PRIMARY\\M" and p.acquisition == "1.9.4|ORIGINAL\\PRIMARY\\P"
 
 
+def test_nifti_localizer_planes_stored_a_file_each_are_one_acquisition(tmp_path):
+    """NIfTI holds only parallel slices, so a localizer's planes are a file each (dcm2niix's ``_i<N>`` postfix,
+    or the plane's name): one acquisition, as its DICOM series is. Other files stay series of their own, and a
+    sidecar naming the series still decides."""
+    import json
+
+    for name in ("loc_i00001", "loc_i00002", "loc_i00003", "sub-01_05_scout_cor", "sub-01_05_scout_SAG",
+                 "sub-01_05_scout_ax", "sub-01_06_cine", "sub-01_07_cine", "taxi", "_ax", "p1/survey_tra",
+                 "p2/survey_tra", "side_i1", "side_i2"):
+        _volume(tmp_path / f"{name}.nii.gz")
+    for name, series in (("side_i1", "1.2.3"), ("side_i2", "1.2.4")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"SeriesInstanceUID": series}))
+    acquisition = {Path(u.files[0]).relative_to(tmp_path).as_posix().split(".")[0]: u.acquisition.split("|")[0]
+                   for u in scan(tmp_path).units}
+    assert acquisition["loc_i00001"] == acquisition["loc_i00002"] == acquisition["loc_i00003"] == "loc"
+    assert acquisition["sub-01_05_scout_cor"] == acquisition["sub-01_05_scout_SAG"] == acquisition["sub-01_05_scout_ax"]
+    assert acquisition["sub-01_06_cine"] != acquisition["sub-01_07_cine"]
+    assert acquisition["taxi"] == "taxi.nii.gz" and acquisition["_ax"] == "_ax.nii.gz"  # no series name before it
+    assert acquisition["p1/survey_tra"] != acquisition["p2/survey_tra"]  # two examinations' folders
+    assert (acquisition["side_i1"], acquisition["side_i2"]) == ("1.2.3", "1.2.4")
+
+
 def test_generated_nifti_says_the_same_examinations_and_acquisitions_as_dicom(tmp_path):
     from deepmcat.generate import generate
 
@@ -206,7 +228,9 @@ def test_generated_nifti_says_the_same_examinations_and_acquisitions_as_dicom(tm
     dicom = structure(tmp_path / "dicom")
     assert dicom[0] == 2
     assert structure(tmp_path / "side") == dicom
-    assert structure(tmp_path / "bids")[0] == 2  # names say the subject; without sidecars flow is two series
+    # names say the subject and the scout's planes (a file each) one acquisition; flow magnitude and phase are
+    # two acquisitions in either format (two files, or one DICOM series of two image types)
+    assert structure(tmp_path / "bids") == dicom
 
 
 @pytest.mark.parametrize("family", ["torso", "blob"])

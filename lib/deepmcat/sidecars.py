@@ -7,7 +7,11 @@ acquisitions of the same examination are the negatives. In order of trust:
 2. a BIDS-like name: ``sub-<label>[_ses-<label>]_...`` is the examination;
 3. one sub-folder per subject under the scanned folder: the sub-folder is the examination.
 
-Without any of them each file is an examination of its own, as before.
+Without any of them each file is an examination of its own, as before. Without a sidecar naming the series,
+each file is a series, except the planes of one localizer: NIfTI holds only parallel slices, so a series of
+several planes is written a file per plane, named by dcm2niix's postfix for non-parallel slices (``_i<N>``)
+or by the plane (``_cor``, ``_sag``, ``_ax`` …). Files whose names differ only by it are one acquisition, as
+their DICOM series is.
 """
 
 from __future__ import annotations
@@ -21,16 +25,36 @@ from pathlib import Path
 MAX_SIDECAR_BYTES = 1 << 20
 _BIDS = re.compile(r"^(sub-[A-Za-z0-9]+(?:_ses-[A-Za-z0-9]+)?)_")
 _VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: the postfix a file of one plane of a multi-plane series carries: dcm2niix's image number for non-parallel
+#: slices, or the plane's name
+_PLANE_POSTFIX = re.compile(r"_(?:i\d+|cor|coronal|sag|sagittal|ax|axial|tra|transverse|transversal)$", re.IGNORECASE)
+
+
+def _stem(name: str) -> str:
+    """The file name without its volume suffix."""
+    for suffix in _VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def plane_series(path: str | os.PathLike, root: str | os.PathLike | None) -> str | None:
+    """The series a file of one plane of a localizer belongs to (its path without the plane postfix, see the
+    module docstring), or None when its name carries no such postfix."""
+    p = Path(path)
+    stem = _stem(p.name)
+    series = _PLANE_POSTFIX.sub("", stem)
+    if series == stem or not series:
+        return None
+    folder = os.path.relpath(p.parent, root) if root is not None else ""
+    return os.path.normpath(os.path.join(folder, series))
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
     """``x.nii.gz`` → ``x.json`` (also for .nii, .nrrd, .mha …)."""
     p = Path(path)
-    name = p.name
-    for suffix in _VOLUME_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return p.with_name(name[: -len(suffix)] + ".json")
-    return p.with_suffix(".json")
+    stem = _stem(p.name)
+    return p.with_name(stem + ".json") if stem != p.name else p.with_suffix(".json")
 
 
 def read_sidecar(path: str | os.PathLike) -> dict:
@@ -78,6 +102,7 @@ def volume_meta(path: str | os.PathLike, root: str | os.PathLike | None) -> dict
         "study_uid": str(side.get("StudyInstanceUID") or examination(path, root)),
         "series_number": str(side.get("SeriesNumber", "")),
     }
-    if side.get("SeriesInstanceUID"):
-        meta["acquisition_series"] = str(side["SeriesInstanceUID"])
+    series = side.get("SeriesInstanceUID") or plane_series(path, root)
+    if series:
+        meta["acquisition_series"] = str(series)
     return meta
