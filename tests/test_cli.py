@@ -41,6 +41,24 @@ def test_nifti_format_writes_flat_files(tmp_path):
     assert len(list(tmp_path.glob("*.nii.gz"))) >= 12
 
 
+def test_interrupted_generation_leaves_no_labels_csv(tmp_path, monkeypatch):
+    """labels.csv is what says a generated set is complete (the benchmarks reuse a folder that has one), so
+    a run stopped half-way must not leave one."""
+    from deepmcat import generate as generate_module
+
+    written = generate_module.write_subject
+
+    def fail_on_second(job):
+        if job.subject == 2:
+            raise KeyboardInterrupt
+        return written(job)
+
+    monkeypatch.setattr(generate_module, "write_subject", fail_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        generate_module.generate(tmp_path, subjects=3, seed=1, progress=False, workers=1)
+    assert list(tmp_path.glob("sub-0001/*")) and not list(tmp_path.glob("labels.csv*"))
+
+
 @pytest.mark.integration  # whole training runs
 def test_train_predict_evaluate_end_to_end(tiny_phantoms, tmp_path):
     from sklearn.metrics import normalized_mutual_info_score

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,10 +225,16 @@ def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = Fal
     jobs = [SubjectJob(out, subject, seed, balanced, fmt, wrong_descriptions, sidecars, family)
             for subject in range(1, subjects + 1)]
     labels = out / "labels.csv"
-    with open(labels, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "category", "series_description", "description_wrong"])
-        for rows in ordered_map(write_subject, jobs, workers, min_items=4, desc="generating subjects",
-                                progress=progress):
-            writer.writerows(rows)
+    partial = out / "labels.csv.partial"  # renamed when every subject is written: an interrupted run leaves no labels.csv
+    try:
+        with open(partial, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["path", "category", "series_description", "description_wrong"])
+            for rows in ordered_map(write_subject, jobs, workers, min_items=4, desc="generating subjects",
+                                    progress=progress):
+                writer.writerows(rows)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, labels)
     return labels
