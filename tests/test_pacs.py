@@ -64,10 +64,11 @@ def orthanc(archive):
 
 @pytest.fixture(scope="module")
 def pacs_model(orthanc, tmp_path_factory) -> Path:
-    """A model trained by ``deepmcat train`` straight from the PACS's DICOMweb URL."""
+    """A model trained by ``deepmcat train`` straight from the PACS's DICOMweb URL, at the default 64-pixel input:
+    at 32 pixels its clusters were too impure (series purity 0.63) to catch 3 of the 7 wrong headers."""
     model = tmp_path_factory.mktemp("pacs-model") / "model"
     assert main(["train", "--data", f"{orthanc}/dicom-web", "--out", str(model), "--clusters", "12", "--frames", "4",
-                 "--size", "32", "--warmup-epochs", "15", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+                 "--size", "64", "--warmup-epochs", "15", "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
     return model
 
 
