@@ -45,6 +45,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "geometry": {"augment": {"rotate_deg": 180.0, "flip": 0.5, "crop_area": (0.35, 2.0)}},
     "geometry_curve": {"augment": {"rotate_deg": 180.0, "flip": 0.5, "crop_area": (0.35, 2.0), "curve": 0.8}},
     "centre_crop": {"preprocess": {"centre_crop": 0.5}},
+    "no_centre_crop": {"preprocess": {"centre_crop": 0.0}},
     "centre_crop_0.35": {"preprocess": {"centre_crop": 0.35}},
     "size96": {"preprocess": {"size": 96}},
     "crop_mild": {"augment": {"crop_area": (0.6, 1.0)}},

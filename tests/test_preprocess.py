@@ -9,7 +9,7 @@ from deepmcat.config import PreprocessConfig
 from deepmcat.io import UnitPixels
 from deepmcat.preprocess import canonical, centre, fit_square, percentiles, sample_frames
 
-CFG = PreprocessConfig(frames=8, size=32)
+CFG = PreprocessConfig(frames=8, size=32, centre_crop=0.0)  # the whole field of view: one scale
 
 
 @pytest.mark.parametrize("shape", [(1, 64, 64), (25, 208, 187), (3, 5, 400), (50, 1, 1)])
@@ -149,7 +149,8 @@ def test_centre_crop_adds_a_zoomed_scale_of_the_same_frames():
     out = canonical(UnitPixels(frames, (2.0, 2.0)), cfg)
     assert out.shape == (8, 64, 64) and cfg.channels == 8 and cfg.views == 2
     whole, zoomed = out[:4], out[4:]
-    assert np.allclose(whole, canonical(UnitPixels(frames, (2.0, 2.0)), PreprocessConfig(frames=4, size=64)))
+    one_scale = PreprocessConfig(frames=4, size=64, centre_crop=0.0)
+    assert np.allclose(whole, canonical(UnitPixels(frames, (2.0, 2.0)), one_scale))
 
     def width(img):
         return int((img[32] > 0.5).sum())

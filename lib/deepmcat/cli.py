@@ -87,7 +87,8 @@ def _config_from_args(args) -> DeepMCATConfig:
     elif args.clusters is None:
         raise CLIError("train needs --clusters (or a --config file)")
     return base.override(clusters=args.clusters, device=args.device, seed=args.seed, frames=args.frames,
-                         size=args.size, epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+                         size=args.size, centre_crop=getattr(args, "centre_crop", None), epochs=args.epochs,
+                         warmup_epochs=args.warmup_epochs,
                          batch_size=args.batch_size, train_clusters=args.train_clusters,
                          uniform_sampling=False if args.no_uniform else None)
 
@@ -137,7 +138,8 @@ def _fit(args, cfg: DeepMCATConfig, ranks) -> None:
     trainer = Trainer(cfg, args.out, progress=not args.quiet, ranks=ranks)
     report(f"training DeepMCAT on {trainer.device}" + (f" x {ranks.world} processes" if ranks.active else "")
            + f": {cfg.cluster.clusters} clusters, {cfg.train.warmup_epochs}+{cfg.train.epochs} epochs, input "
-           f"{cfg.preprocess.frames}x{cfg.preprocess.size}x{cfg.preprocess.size}")
+           f"{cfg.preprocess.frames}x{cfg.preprocess.size}x{cfg.preprocess.size}"
+           + (f" at {cfg.preprocess.views} scales" if cfg.preprocess.views > 1 else ""))
     result = trainer.fit_collection(collection, truth, resume=not args.fresh)
     last = result.history[-1] if result.history else {}
     extra = ", ".join(f"{k} {last[k]:.3f}" for k in ("nmi_prev", "purity", "nmi") if k in last)
@@ -364,6 +366,9 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument("--device", help="auto (default), cpu or cuda")
     t.add_argument("--frames", type=_positive(int))
     t.add_argument("--size", type=_positive(int))
+    t.add_argument("--centre-crop", dest="centre_crop", type=float,
+                   help="the central fraction of the field of view as a second scale (default 0.5; 0: the whole "
+                        "field of view only, 40 %% less training time)")
     t.add_argument("--batch-size", dest="batch_size", type=_positive(int))
     t.add_argument("--no-uniform", action="store_true", help="sample units, not clusters, uniformly (ablation)")
     t.add_argument("--seed", type=int, help="training seed (default 0)")
