@@ -413,7 +413,9 @@ def _evaluate_parser(e: argparse.ArgumentParser) -> None:
 def _demo_parser(d: argparse.ArgumentParser) -> None:
     d.add_argument("--data", default="demo-data")
     d.add_argument("--out", default="demo-model")
-    d.add_argument("--subjects", type=_positive(int), default=16)
+    d.add_argument("--subjects", type=_positive(int), default=32,
+                   help="synthetic subjects (default 32: the rarest category, LGE, gets ~7 acquisitions; at 16 it "
+                        "has 2, too few to form a cluster)")
     d.add_argument("--epochs", type=_positive(int))
     d.add_argument("--warmup-epochs", dest="warmup_epochs", type=int)
     d.add_argument("--device", default="auto")
