@@ -112,6 +112,8 @@ def test_train_predict_evaluate_end_to_end(tiny_phantoms, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["train", "--data", "{tmp}/missing", "--out", "{tmp}/m", "--clusters", "3"], "no such file or folder"),
     (["train", "--data", "{tmp}/empty", "--out", "{tmp}/m", "--clusters", "3"], "no readable image series"),
+    (["train", "--data", "{tmp}/empty", "--out", "{tmp}/m", "--clusters", "3", "--centre-crop", "1.5"],
+     "centre_crop must be in [0, 1)"),
     (["predict", "--model", "{tmp}/nomodel", "--data", "{tmp}/empty", "--out", "{tmp}/p.csv"], "no model folder"),
     (["evaluate", "--pred", "{tmp}/bad.csv", "--labels", "{tmp}/bad.csv"], "needs the columns"),
 ])

@@ -368,7 +368,7 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument("--size", type=_positive(int))
     t.add_argument("--centre-crop", dest="centre_crop", type=float,
                    help="the central fraction of the field of view as a second scale (default 0.5; 0: the whole "
-                        "field of view only, 40 %% less training time)")
+                        "field of view only, about a quarter less training time)")
     t.add_argument("--batch-size", dest="batch_size", type=_positive(int))
     t.add_argument("--no-uniform", action="store_true", help="sample units, not clusters, uniformly (ablation)")
     t.add_argument("--seed", type=int, help="training seed (default 0)")

@@ -22,9 +22,13 @@ class PreprocessConfig:
     high_percentile: float = 99.0
     #: multi-scale input: besides the whole field of view, the central square of this fraction of its longer
     #: side at the same ``size`` (second set of ``frames`` channels): the heart fills a tenth of a torso
-    #: field of view but most of a zoomed one. 0: the whole field of view only (40 % less training time;
-    #: 0.5 chosen on the design families, ``benchmarks/README.md``)
+    #: field of view but most of a zoomed one. 0: the whole field of view only (about a quarter less
+    #: training time; 0.5 chosen on the design families, ``benchmarks/README.md``)
     centre_crop: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.centre_crop < 1:
+            raise ValueError(f"centre_crop must be in [0, 1) (0: no second scale), not {self.centre_crop}")
 
     @property
     def views(self) -> int:

@@ -96,8 +96,6 @@ def canonical(pixels: UnitPixels, cfg: PreprocessConfig) -> np.ndarray:
     arr = pixels.array
     if arr.ndim != 3 or min(arr.shape) < 1:
         raise ValueError(f"expected a (frames, rows, cols) array, got shape {arr.shape}")
-    if not 0 <= cfg.centre_crop < 1:
-        raise ValueError(f"centre_crop must be in [0, 1), not {cfg.centre_crop}")
     frames = arr[sample_frames(arr.shape[0], cfg.frames)].astype(np.float32, copy=False)
     frames = normalise_intensity(frames, cfg)
     views = [fit_square(frames, pixels.spacing, cfg.size)]
