@@ -328,6 +328,23 @@ def test_motion_channels_are_each_scales_temporal_spread():
         DeepMCATNet(8, ModelConfig(motion=True, spatial_dims=3))
 
 
+def test_a_model_published_before_the_centre_crop_existed_reads_one_scale(collection, tmp_path):
+    """A model file whose config does not name ``centre_crop`` was trained on the whole field of view only:
+    it loads as one scale (today's default, two, would not fit its network), and a config file does not."""
+    cfg = tiny_config()
+    cfg.preprocess.centre_crop = 0.0
+    whole = np.ascontiguousarray(collection.tensors[:, : cfg.preprocess.frames])  # the first scale
+    Trainer(cfg, tmp_path, progress=False).fit(whole, [u.unit_id for u in collection.units])
+    path = tmp_path / checkpoint.MODEL
+    state = checkpoint.load(path)
+    del state["config"]["preprocess"]["centre_crop"]
+    checkpoint.save(state, path)
+    old = Model(tmp_path, device="cpu")
+    assert old.config.preprocess.centre_crop == 0.0 and old.config.preprocess.channels == 4
+    assert len(old.predict(whole)) == len(whole)
+    assert DeepMCATConfig.from_dict(state["config"]).preprocess.centre_crop == 0.5
+
+
 def test_a_model_whose_novelty_reference_does_not_fit_is_refused(collection, tmp_path):
     from deepmcat.modelfile import load_model, save_model
 

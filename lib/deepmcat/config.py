@@ -185,6 +185,10 @@ class DeepMCATConfig:
             "epochs": "train", "warmup_epochs": "train", "batch_size": "train", "device": "train", "seed": "train",
             "uniform_sampling": "train"}
 
+    #: what a saved config meant by a setting it does not name: it was written before the setting existed,
+    #: by code that worked without it (a model trained on one scale must not be read at two)
+    BEFORE: ClassVar[dict[str, dict]] = {"preprocess": {"centre_crop": 0.0}}
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -199,6 +203,13 @@ class DeepMCATConfig:
             if value is not None:
                 data[self.FLAT[key]][key] = value
         return DeepMCATConfig.from_dict(data)
+
+    @classmethod
+    def from_saved(cls, data: dict) -> "DeepMCATConfig":
+        """The config a model was published with: what it does not name is what the code that wrote it did
+        (:attr:`BEFORE`), not today's default."""
+        return cls.from_dict({part: {**cls.BEFORE.get(part, {}), **data.get(part, {})}
+                              for part in set(data) | set(cls.BEFORE)})
 
     @classmethod
     def from_dict(cls, data: dict) -> "DeepMCATConfig":

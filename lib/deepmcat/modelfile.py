@@ -109,7 +109,7 @@ def load_model(folder: Path) -> PublishedModel:
     s = checkpoint.load(path, map_location="cpu")
     try:
         return PublishedModel(
-            config=DeepMCATConfig.from_dict(s["config"]), net=s["net"],
+            config=DeepMCATConfig.from_saved(s["config"]), net=s["net"],
             transform=FeatureTransform.from_state(s["transform"]),
             centroids=np.asarray(s["centroids"], np.float32), temperature=float(s["temperature"]),
             trained_at=s["trained_at"], n_units=int(s["n_units"]), fingerprint=s["fingerprint"],
