@@ -58,3 +58,17 @@ def test_a_scale_published_before_the_plane_existed_answers_as_it_did():
     assert old(None, 4).shape == (4, COUNTS)
     new = StructureScale.from_state(StructureScale.fit(raw, 0.3, 0.5).state())
     assert new.dims == COUNTS + PLANE and np.allclose(new(raw, 1)[0, COUNTS:], 0.5 * raw[0, COUNTS:])
+
+
+def test_frames_beyond_the_cap_count_as_one_kind_of_acquisition():
+    """A 16- and a 30-frame series get one depth coordinate, 1-, 3-, 9- and 12-image series keep theirs apart;
+    a scale published before the cap (no ``depth_cap`` in its state) counts every frame, as it did."""
+    raw = np.zeros((6, COUNTS + PLANE))
+    raw[:, 1] = np.log2([1, 3, 9, 12, 16, 30])
+    capped = StructureScale.fit(raw, 1.0, depth_cap=16)
+    depth = capped(raw, 6)[:, 1]
+    assert depth[4] == depth[5] and len(set(depth[:5].tolist())) == 5
+    restored = StructureScale.from_state(capped.state())
+    assert restored.depth_cap == 16 and np.allclose(restored(raw, 6), capped(raw, 6))
+    old = StructureScale.from_state({k: v for k, v in capped.state().items() if k != "depth_cap"})
+    assert old.depth_cap == 0 and old(raw, 6)[4, 1] < old(raw, 6)[5, 1]

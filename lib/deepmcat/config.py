@@ -92,6 +92,11 @@ class ClusterConfig:
     #: to the L2-normalised embedding in the final clustering and at inference (:mod:`deepmcat.structure`);
     #: 0 leaves them out. 0.3: chosen on the design families (benchmarks/README.md)
     structure_weight: float = 0.3
+    #: frames per slice count up to this many in that structure: a 12-frame and a 30-frame flow series are one
+    #: kind of acquisition, a 1-, 3- or 9-image series are not. Uncapped, the frame count split categories
+    #: whose frame count varies (flow phase of 12-30 frames, the demo); 16 chosen on the design families
+    #: among 0 (no cap), 8 and 16 (benchmarks/README.md, "Series structure")
+    structure_depth_cap: int = 16
     #: weight of the scan plane's axis (:func:`deepmcat.structure.plane_axis`: two planes at angle θ lie
     #: ``2 sin²θ`` x weight² apart, squared) in the final clustering and at inference; 0 leaves it out.
     #: 0.3: chosen on the design families with the spectral final clustering (benchmarks/README.md)

@@ -59,14 +59,18 @@ class StructureScale:
     weight: float
     #: weight of the plane axis; 0 leaves it out (models published before it existed)
     plane_weight: float = 0.0
+    #: frames per slice are counted up to this many; 0 counts them all (models published before it existed)
+    depth_cap: int = 0
 
     @classmethod
-    def fit(cls, points: np.ndarray, weight: float, plane_weight: float = 0.0) -> "StructureScale":
+    def fit(cls, points: np.ndarray, weight: float, plane_weight: float = 0.0, depth_cap: int = 0
+            ) -> "StructureScale":
         """From one row per acquisition (:func:`series_structure`'s columns); a count constant over them gets
         unit scale (and adds nothing)."""
-        counts = np.asarray(points, np.float64)[:, :COUNTS]
+        counts = _capped(np.asarray(points, np.float64)[:, :COUNTS], depth_cap)
         std = counts.std(axis=0)
-        return cls(counts.mean(axis=0), np.where(std > 1e-6, std, 1.0), float(weight), float(plane_weight))
+        return cls(counts.mean(axis=0), np.where(std > 1e-6, std, 1.0), float(weight), float(plane_weight),
+                   int(depth_cap))
 
     @property
     def dims(self) -> int:
@@ -78,29 +82,36 @@ class StructureScale:
         if raw is None:
             return np.zeros((n, self.dims), np.float32)
         raw = np.asarray(raw, np.float64).reshape(n, -1)
-        parts = [self.weight * (raw[:, :COUNTS] - self.mean) / self.std]
+        parts = [self.weight * (_capped(raw[:, :COUNTS], self.depth_cap) - self.mean) / self.std]
         if self.plane_weight > 0:
             parts.append(self.plane_weight * raw[:, COUNTS : COUNTS + PLANE])
         return np.hstack(parts).astype(np.float32)
 
     def state(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist(), "weight": self.weight,
-                "plane_weight": self.plane_weight}
+                "plane_weight": self.plane_weight, "depth_cap": self.depth_cap}
 
     @classmethod
     def from_state(cls, state: dict | None) -> "StructureScale | None":
         if not state:
             return None
         return cls(np.asarray(state["mean"], np.float64), np.asarray(state["std"], np.float64), float(state["weight"]),
-                   float(state.get("plane_weight", 0.0)))
+                   float(state.get("plane_weight", 0.0)), int(state.get("depth_cap", 0)))
 
 
-def fit_structure(raw: np.ndarray | None, acquisitions: np.ndarray, weight: float, plane_weight: float = 0.0
-                  ) -> tuple[StructureScale | None, np.ndarray | None]:
+def _capped(counts: np.ndarray, depth_cap: int) -> np.ndarray:
+    """The (n, 2) log2 counts with the depth at most log2(``depth_cap``) (0: as they are)."""
+    if depth_cap <= 0:
+        return counts
+    return np.column_stack([counts[:, 0], np.minimum(counts[:, 1], np.log2(depth_cap))])
+
+
+def fit_structure(raw: np.ndarray | None, acquisitions: np.ndarray, weight: float, plane_weight: float = 0.0,
+                  depth_cap: int = 0) -> tuple[StructureScale | None, np.ndarray | None]:
     """The scale fitted on one row per acquisition (integer ids 0..A-1: the mean of its units' rows, as
     k-means sees acquisitions), and every unit's scaled coordinates; (None, None) when there is no structure
     or both weights leave it out."""
     if raw is None or max(weight, plane_weight) <= 0:
         return None, None
-    scale = StructureScale.fit(group_means(raw, acquisitions), weight, plane_weight)
+    scale = StructureScale.fit(group_means(raw, acquisitions), weight, plane_weight, depth_cap)
     return scale, scale(raw, len(raw))
