@@ -87,7 +87,7 @@ def _config_from_args(args) -> DeepMCATConfig:
     elif args.clusters is None:
         raise CLIError("train needs --clusters (or a --config file)")
     return base.override(clusters=args.clusters, device=args.device, seed=args.seed, frames=args.frames,
-                         size=args.size, centre_crop=getattr(args, "centre_crop", None), epochs=args.epochs,
+                         size=args.size, centre_crop=args.centre_crop, epochs=args.epochs,
                          warmup_epochs=args.warmup_epochs,
                          batch_size=args.batch_size, train_clusters=args.train_clusters,
                          uniform_sampling=False if args.no_uniform else None)
