@@ -80,7 +80,8 @@ def test_training_refuses_run_sync_and_unbounded_settings(hostile_setup):
     url = f"{server.url}/train/deepmcat"
     for params, status, phrase in (({"size": 2048}, 400, "'size' must be between"),
                                    ({"frames": 256}, 400, "'frames'"), ({"epochs": 100000}, 400, "'epochs'"),
-                                   ({"clusters": "many"}, 400, "integer")):
+                                   ({"clusters": "many"}, 400, "integer"),
+                                   ({"centre_crop": 1.5}, 400, "'centre_crop'")):
         answer = requests.post(url, json=params, timeout=30)
         assert (answer.status_code, phrase in answer.json()["detail"]) == (status, True), answer.text
     answer = requests.post(f"{server.url}/train/", json={"deepmcat": {"size": 4096}}, timeout=30)

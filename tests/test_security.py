@@ -291,8 +291,8 @@ def test_organize_resumes_from_a_torn_journal_once_per_folder_and_per_model(trai
     assert {r["model"] for r in csv.DictReader(open(out / "series.csv"))} == {"2099-01-01T00:00:00+00:00"}
 
 
-def test_the_unknown_percentile_setting_is_a_bounded_number():
-    """``--conf unknown_percentile`` takes 0-100 (0: no unknown answers); anything else names the setting."""
+def _app_settings():
+    """The app's settings module, loaded by path (the app's ``lib`` is not an installed package)."""
     import importlib.util
     import sys
 
@@ -300,10 +300,28 @@ def test_the_unknown_percentile_setting_is_a_bounded_number():
     spec = importlib.util.spec_from_file_location("deepmcat_app_settings", path)
     settings = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
     spec.loader.exec_module(settings)
-    parse = settings.AppSettings.parse
+    return settings.AppSettings
+
+
+def test_the_unknown_percentile_setting_is_a_bounded_number():
+    """``--conf unknown_percentile`` takes 0-100 (0: no unknown answers); anything else names the setting."""
+    parse = _app_settings().parse
     assert parse({}, "m").unknown_percentile == 99.0
     assert parse({"unknown_percentile": "0"}, "m").unknown_percentile == 0.0
     assert parse({"unknown_percentile": "97.5"}, "m").unknown_percentile == 97.5
     for bad in ("abc", "nan", "150", "-1", ""):
         with pytest.raises(ValueError, match="unknown_percentile"):
             parse({"unknown_percentile": bad}, "m")
+
+
+def test_the_centre_crop_setting_reaches_training_and_is_bounded():
+    """``--conf centre_crop`` (and a train request's) sets the second input scale; 0 trains on one scale, and
+    a value outside [0, 1) is refused naming the setting, as ``deepmcat train --centre-crop`` refuses it."""
+    settings = _app_settings().parse({}, "m")
+    assert settings.deepmcat_config().preprocess.centre_crop == 0.5
+    one_scale = settings.overridden({"centre_crop": "0"}).deepmcat_config().preprocess
+    assert (one_scale.centre_crop, one_scale.views) == (0.0, 1)
+    assert _app_settings().parse({"centre_crop": "0.25"}, "m").deepmcat_config().preprocess.centre_crop == 0.25
+    for bad in ("1", "-0.1", "abc", "nan"):
+        with pytest.raises(ValueError, match="centre_crop"):
+            settings.overridden({"centre_crop": bad})

@@ -20,6 +20,9 @@ class AppSettings:
     warmup_epochs: int = 45
     frames: int = 8
     size: int = 64
+    #: the second input scale, the central square of this fraction of the field of view (0: one scale);
+    #: ``deepmcat.config.PreprocessConfig.centre_crop``
+    centre_crop: float = 0.5
     batch_size: int = 64
     device: str = "auto"
     seed: int = 0
@@ -47,8 +50,8 @@ class AppSettings:
     #: default (3D Slicer and scripts send no Origin). MONAI Label's own CORS setting would allow every one
     allowed_origins: str = ""
 
-    TRAIN_KEYS = ("clusters", "epochs", "warmup_epochs", "frames", "size", "batch_size", "device", "seed",
-                  "multi_gpu")
+    TRAIN_KEYS = ("clusters", "epochs", "warmup_epochs", "frames", "size", "centre_crop", "batch_size", "device",
+                  "seed", "multi_gpu")
 
     @classmethod
     def parse(cls, conf: Mapping[str, Any], default_model_dir: str) -> "AppSettings":
@@ -89,6 +92,8 @@ class AppSettings:
         for key, (low, high) in self.BOUNDS.items():
             if not low <= getattr(self, key) <= high:
                 raise ValueError(f"setting {key!r} must be between {low} and {high}, got {getattr(self, key)}")
+        if not 0 <= self.centre_crop < 1:
+            raise ValueError(f"setting 'centre_crop' must be in [0, 1) (0: one scale), got {self.centre_crop}")
         if self.multi_gpu.lower() not in ("true", "false"):
             raise ValueError(f"setting 'multi_gpu' must be true or false, got {self.multi_gpu!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
