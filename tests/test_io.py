@@ -269,6 +269,39 @@ def test_phantom_families_read_alike_from_dicom_and_nifti_with_sidecars(tmp_path
         assert phase and read_unit(phase[0], 8).array.min() < -1000  # signed pixels stay negative
 
 
+def test_enhanced_multiframe_dicom_reads_as_the_same_series_stored_a_file_per_frame(tmp_path):
+    """An enhanced MR file holds a whole series (every slice and time point, stored time point by time
+    point); it gives the units, series structure and canonical tensors one file per frame gives (torso:
+    vendor A's series per slice and one-series flow, vendor B's stacks), through the header and tensor
+    caches too (units of one file are told apart)."""
+    from deepmcat.cache import TensorCache
+    from deepmcat.config import PreprocessConfig
+    from deepmcat.data import load_collection
+    from deepmcat.generate import generate
+
+    cfg = PreprocessConfig()
+    loaded = {}
+    for fmt in ("dicom", "enhanced"):
+        generate(tmp_path / fmt, subjects=2, seed=1, balanced=False, fmt=fmt, family="torso", progress=False)
+        cache = TensorCache(tmp_path / f"cache-{fmt}")
+        first = load_collection(tmp_path / fmt, cfg, progress=False, cache=cache)
+        again = load_collection(tmp_path / fmt, cfg, progress=False, cache=cache)  # headers and tensors cached
+        assert [u.unit_id for u in again.units] == [u.unit_id for u in first.units]
+        assert np.array_equal(np.asarray(again.tensors[:]), np.asarray(first.tensors[:]))
+        loaded[fmt] = first
+    files = {fmt: sum(1 for p in (tmp_path / fmt).rglob("*.dcm")) for fmt in loaded}
+    assert files["enhanced"] * 10 < files["dicom"]
+    enhanced = [u for u in loaded["enhanced"].units if u.frame_indices is not None]
+    assert len({u.files[0] for u in enhanced}) < len(enhanced)  # files holding several units
+
+    def described(collection):
+        return sorted((u.series_uid, u.meta["image_type"], tuple(u.meta["normal"]), u.meta["depth"],
+                       np.asarray(t).tobytes()) for u, t in zip(collection.units, collection.tensors[:]))
+
+    assert described(loaded["enhanced"]) == described(loaded["dicom"])
+    assert sorted(u.stack for u in loaded["enhanced"].units) == sorted(u.stack for u in loaded["dicom"].units)
+
+
 def test_a_stack_stored_as_a_series_per_slice_is_one_acquisition_for_training(tmp_path):
     """Three one-slice cine series of one examination acquired alike form one stack; a series with another
     frame count, and the same series in another examination, do not join it. Outputs keep the series."""

@@ -119,6 +119,8 @@ def unit_key(unit: Unit) -> str | None:
     """What a unit's tensor depends on besides the settings: its files (path, size, mtime) and which slice of
     them it is. None when a file cannot be stat'ed (it is then decoded, and fails with its reason)."""
     h = hashlib.sha256(f"{unit.source}|{unit.slice_index}".encode())
+    if unit.frame_indices is not None:  # one of the units of an enhanced multi-frame file
+        h.update(f"|{unit.frame_indices}".encode())
     for path in unit.files:
         stamp = file_stamp(path)
         if stamp is None:

@@ -343,7 +343,8 @@ def _generate_parser(g: argparse.ArgumentParser) -> None:
     g.add_argument("--imbalanced", action="store_true", help="UK Biobank-like proportions (default: balanced)")
     g.add_argument("--balanced", dest="imbalanced", action="store_false")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
+    g.add_argument("--format", choices=["dicom", "enhanced", "nifti"], default="dicom",
+                   help="enhanced: enhanced multi-frame DICOM, a file per series (torso and blob families)")
     g.add_argument("--wrong-descriptions", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of series whose SeriesDescription names another category")
     g.add_argument("--family", choices=FAMILIES, default="classic",

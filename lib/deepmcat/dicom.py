@@ -2,6 +2,11 @@
 position; frames ordered by TriggerTime / InstanceNumber. Decoding checks the budget (:mod:`deepmcat.limits`)
 first and decodes only the files of the frames used.
 
+An enhanced multi-frame image (one file holding a whole stack, its geometry and timing in per-frame
+functional groups, PS3.3 C.7.6.16) is split as the same acquisition stored one file per frame would be:
+a unit per orientation and slice position, frames in time order, or one volume unit when every position
+holds one frame.
+
 Headers are parsed once, up to the pixel data and only the elements used. For the common uncompressed
 single-frame image the header pass also notes where its pixel values lie in the file (:class:`PixelLocation`)
 and decoding reads just those bytes; every other file (compressed, multi-frame, colour, big-endian, signed
@@ -39,7 +44,8 @@ PARALLEL_MIN_FILES = 2000
 HEADER_TAGS = [Tag(keyword) for keyword in (
     "ImageType", "Modality", "SeriesDescription", *PHI_FIELDS, "TriggerTime", "StudyInstanceUID",
     "SeriesInstanceUID", "SeriesNumber", "InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient",
-    "SliceLocation", "NumberOfFrames", "SharedFunctionalGroupsSequence", "SamplesPerPixel",
+    "SliceLocation", "NumberOfFrames", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+    "SamplesPerPixel",
     "PhotometricInterpretation", "Rows", "Columns", "PixelSpacing", "ImagerPixelSpacing", "BitsAllocated",
     "BitsStored", "PixelRepresentation", "RescaleIntercept", "RescaleSlope")]
 #: the pixel data element's tag as it starts the element in a little-endian file
@@ -80,6 +86,51 @@ def _frame_order(ds) -> tuple:
     trig = getattr(ds, "TriggerTime", None)
     inst = getattr(ds, "InstanceNumber", None)
     return (float(trig) if trig not in (None, "") else 0.0, int(inst) if inst not in (None, "") else 0)
+
+
+def _functional_item(ds, frame, sequence: str):
+    """A frame's item of one functional group sequence: the frame's own, else the shared one, else None."""
+    shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
+    for group in (frame, shared[0] if shared else None):
+        items = getattr(group, sequence, None) if group is not None else None
+        if items:
+            return items[0]
+    return None
+
+
+def enhanced_units(ds) -> list[tuple[tuple, list[int]]] | None:
+    """The units of an enhanced multi-frame image: (orientation key as :func:`_orientation_key`, frame
+    indices in time order) per orientation and slice position, as :func:`_group` makes them of one file per
+    frame; None when the file carries no per-frame geometry."""
+    frames = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+    if not frames or len(frames) != _frame_count(ds):
+        return None
+    by_plane: dict[tuple, dict[float, list[tuple[float, int]]]] = defaultdict(lambda: defaultdict(list))
+    for index, frame in enumerate(frames):
+        plane = _functional_item(ds, frame, "PlaneOrientationSequence")
+        where = _functional_item(ds, frame, "PlanePositionSequence")
+        iop = getattr(plane, "ImageOrientationPatient", None) if plane else None
+        ipp = getattr(where, "ImagePositionPatient", None) if where else None
+        if iop is None or ipp is None or len(iop) != 6 or len(ipp) != 3:
+            return None
+        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+        timing = _functional_item(ds, frame, "CardiacSynchronizationSequence")
+        content = _functional_item(ds, frame, "FrameContentSequence")
+        time = getattr(timing, "NominalCardiacTriggerDelayTime", None) if timing else None
+        if time in (None, ""):
+            time = getattr(content, "TemporalPositionIndex", None) if content else None
+        key = tuple(np.round(np.asarray(iop, float), 2))
+        position = round(float(np.dot(normal, np.asarray(ipp, float))), 1)
+        by_plane[key][position].append((float(time) if time not in (None, "") else 0.0, index))
+    units = []
+    for key in sorted(by_plane):
+        positions = by_plane[key]
+        ordered = sorted(positions)
+        if len(ordered) > 1 and all(len(positions[p]) == 1 for p in ordered):
+            units.append((key, [positions[p][0][1] for p in ordered]))  # one frame per position: a volume
+        else:
+            units.extend((key, [index for _, index in sorted(positions[p])]) for p in ordered)
+    return units
 
 
 def _dicom_meta(ds) -> dict:
@@ -216,9 +267,11 @@ def _stored(ds, tag) -> object:
 
 
 #: what grouping keeps of one file: (path, group key, (path, position, frame order, frame count, pixel
-#: location), metadata); the metadata is None where an earlier file of the same batch had the same key (it
-#: is the group's, and reading it costs a third of the header's time)
-HeaderRecord = tuple[str, tuple, tuple[str, "float | None", tuple, int, "PixelLocation | None"], "dict | None"]
+#: location, enhanced units), metadata); the metadata is None where an earlier file of the same batch had the
+#: same key (it is the group's, and reading it costs a third of the header's time); the enhanced units are
+#: :func:`enhanced_units`' (None for other files)
+HeaderRecord = tuple[str, tuple, tuple[str, "float | None", tuple, int, "PixelLocation | None", "list | None"],
+                     "dict | None"]
 #: files whose headers one task reads (one worker round trip; metadata read once per group per batch)
 HEADER_BATCH = 64
 
@@ -229,7 +282,7 @@ def _key_and_member(path: str, ds, pixel_data: tuple[int, int] | None, derived: 
     try:
         return derived.get(_group_key, ds), (
             path, derived.get(_slice_position, ds), derived.get(_frame_order, ds), derived.get(_frame_count, ds),
-            _pixel_location(derived.get(_pixel_format, ds), pixel_data))
+            _pixel_location(derived.get(_pixel_format, ds), pixel_data), enhanced_units(ds))
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. TriggerTime "abc": this file only
         return f"malformed DICOM header ({type(exc).__name__}: {exc})"
 
@@ -265,7 +318,7 @@ def read_records(files: Sequence[str], workers: int | None = 1, progress: bool =
     otherwise read (by ``workers`` processes when there are enough files to pay for starting them) and
     added to it."""
     cached = headers.get(files) if headers else [None] * len(files)
-    records: list = [_from_json(r) if r is not None else None for r in cached]
+    records: list = [_from_json(r) if r is not None else None for r in cached]  # None: to read
     missing = [i for i, r in enumerate(records) if r is None]
     batches = [missing[i : i + HEADER_BATCH] for i in range(0, len(missing), HEADER_BATCH)]
     done = ordered_map(header_records, [[files[i] for i in b] for b in batches], workers,
@@ -279,16 +332,20 @@ def read_records(files: Sequence[str], workers: int | None = 1, progress: bool =
     return records
 
 
-def _from_json(record: list) -> HeaderRecord | tuple[str, str]:
-    """A cached record back as :func:`header_record` returns it (JSON turned its tuples into lists)."""
+def _from_json(record: list) -> HeaderRecord | tuple[str, str] | None:
+    """A cached record back as :func:`header_record` returns it (JSON turned its tuples into lists); None for
+    a multi-frame file's record cached before enhanced units were read (its header is read again)."""
     if len(record) == 2:
         return tuple(record)
     path, key, member, meta = record
+    if member[3] > 1 and len(member) < 6:
+        return None
     location = member[4] if len(member) > 4 and member[4] else None  # records cached before locations: None
     if location is not None:
         location = PixelLocation(*location[:6], tuple(location[6]))
-    return (path, (key[0], key[1], tuple(key[2])), (member[0], member[1], tuple(member[2]), member[3], location),
-            meta)
+    enhanced = [(tuple(k), list(frames)) for k, frames in member[5]] if len(member) > 5 and member[5] else None
+    return (path, (key[0], key[1], tuple(key[2])),
+            (member[0], member[1], tuple(member[2]), member[3], location, enhanced), meta)
 
 
 def group_dicom(files: Sequence[str], workers: int | None = 1, progress: bool = False,
@@ -321,7 +378,8 @@ def _collector_paused() -> Iterator[None]:
 def _group(files: Sequence[str], workers: int | None, progress: bool, headers: HeaderCache | None
            ) -> tuple[list[Unit], list[tuple[str, str]]]:
     skipped: list[tuple[str, str]] = []
-    groups: dict[tuple, list[tuple[str, float | None, tuple, int, PixelLocation | None]]] = defaultdict(list)
+    groups: dict[tuple, list[tuple[str, float | None, tuple, int, PixelLocation | None, list | None]]] = \
+        defaultdict(list)
     metas: dict[tuple, dict] = {}
     for record in read_records(files, workers, progress, headers):
         if len(record) == 2:
@@ -343,9 +401,16 @@ def _group(files: Sequence[str], workers: int | None, progress: bool, headers: H
         series_uid, image_type, orientation = key
         meta = _with_normal(metas[key], orientation)
         tag = f"{series_uid}/{zlib.crc32(f'{image_type}{orientation}'.encode()) % 100_000:05d}"
-        for i, m in enumerate(sorted((m for m in members if m[3] > 1), key=lambda m: m[0])):
-            units.append(Unit(f"{tag}/mf{i}", series_uid, [m[0]], "dicom", _with_shape(meta, orientation, m[3])))
-        single = [m for m in members if m[3] == 1]
+        for i, m in enumerate(sorted((m for m in members if m[3] > 1 or m[5]), key=lambda m: m[0])):
+            if not m[5]:
+                units.append(Unit(f"{tag}/mf{i}", series_uid, [m[0]], "dicom", _with_shape(meta, orientation, m[3])))
+                continue
+            for k, (plane, frames) in enumerate(m[5]):
+                shape = tuple(plane) + orientation[-2:]  # the frames' orientation, the file's matrix
+                units.append(Unit(f"{tag}/mf{i}/u{k:03d}", series_uid, [m[0]], "dicom",
+                                  _with_shape(_with_normal(metas[key], shape), shape, len(frames)),
+                                  frame_indices=frames))
+        single = [m for m in members if m[3] == 1 and not m[5]]
         if not single:
             continue
         by_position: dict = defaultdict(list)
@@ -460,6 +525,17 @@ def _dicom_frames(path: str) -> tuple[np.ndarray, tuple[float, float]]:
     return arr, _pixel_spacing(ds)
 
 
+def _enhanced_unit(unit: Unit, frames: int | None) -> UnitPixels:
+    """The frames of one enhanced multi-frame file that make ``unit`` (the file is decoded whole)."""
+    arr, spacing = _dicom_frames(unit.files[0])
+    if max(unit.frame_indices) >= len(arr):
+        raise ReadError(f"{unit.files[0]}: holds {len(arr)} frames, not the {max(unit.frame_indices) + 1} its "
+                        "header listed")
+    picked = frames_to_read(len(unit.frame_indices), frames)
+    chosen = np.asarray(unit.frame_indices)[picked if picked is not None else slice(None)]
+    return UnitPixels(np.ascontiguousarray(arr[chosen]), spacing)
+
+
 def _located_frame(path: str, where: PixelLocation) -> tuple[np.ndarray, tuple[float, float]]:
     """(1, rows, cols) float32 of a plain image whose pixel data the header pass located: just those bytes
     are read, then rescaled as :func:`_rescale` does."""
@@ -484,6 +560,8 @@ def _located_frame(path: str, where: PixelLocation) -> tuple[np.ndarray, tuple[f
 def read_dicom_unit(unit: Unit, frames: int | None) -> UnitPixels:
     """One file per frame (or one multi-frame file): only the files of the frames used are decoded, those
     the header pass located (:class:`PixelLocation`) by reading just their pixel bytes."""
+    if unit.frame_indices is not None:
+        return _enhanced_unit(unit, frames)
     picked = frames_to_read(len(unit.files), frames)
     indices = range(len(unit.files)) if picked is None else picked
     arrays, spacing, total = [], None, 0

@@ -210,14 +210,19 @@ def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = Fal
              wrong_descriptions: float = 0.0, progress: bool = True, workers: int | None = 1,
              sidecars: bool = False, family: str = "classic") -> Path:
     """Generate ``subjects`` synthetic subjects into ``out`` with ``workers`` processes (None or 0: one per
-    core; ~3 s a subject on one core); returns the path of ``labels.csv``. NIfTI files get dcm2niix-style
-    JSON sidecars with ``sidecars``. ``family`` picks the phantom family (:mod:`deepmcat.families`)."""
+    core; ~3 s a subject on one core); returns the path of ``labels.csv``. ``fmt``: "dicom" (a file per frame,
+    or per slice for multi-frame cine), "enhanced" (enhanced multi-frame DICOM, a file per series) or "nifti";
+    NIfTI files get dcm2niix-style JSON sidecars with ``sidecars``. ``family`` picks the phantom family
+    (:mod:`deepmcat.families`)."""
     if subjects < 1:
         raise ValueError("--subjects must be at least 1")
     if family not in FAMILIES:
         raise ValueError(f"unknown phantom family {family!r}: use one of {', '.join(FAMILIES)}")
-    if fmt not in ("dicom", "nifti"):
-        raise ValueError(f"unknown format {fmt!r}: use dicom or nifti")
+    if fmt not in ("dicom", "enhanced", "nifti"):
+        raise ValueError(f"unknown format {fmt!r}: use dicom, enhanced or nifti")
+    if fmt == "enhanced" and family == "classic":
+        raise ValueError("--format enhanced (enhanced multi-frame DICOM) is written by the torso and blob families: "
+                         "add --family torso or --family blob")
     if not 0.0 <= wrong_descriptions <= 1.0:
         raise ValueError("--wrong-descriptions must be a fraction in [0, 1]")
     out = Path(out)

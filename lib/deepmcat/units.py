@@ -29,6 +29,9 @@ class Unit:
     #: for DICOM, where each file's pixel values lie when the header pass found them plain
     #: (:class:`deepmcat.dicom.PixelLocation`, or None per file); decoding then reads just those bytes
     locations: list | None = None
+    #: for an enhanced multi-frame DICOM file holding several units, the indices of this unit's frames
+    #: (:func:`deepmcat.dicom.enhanced_units`), in time order
+    frame_indices: list[int] | None = None
 
     @property
     def acquisition(self) -> str:

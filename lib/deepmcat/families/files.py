@@ -1,6 +1,7 @@
 """Series of a phantom family with plane geometry (:class:`deepmcat.families.torso.Series`, also used by
-the blob family) → DICOM files (one per frame, or multi-frame) or NIfTI files (with optional dcm2niix-style
-sidecars), plus the ``labels.csv`` rows."""
+the blob family) → DICOM files (one per frame, or multi-frame), enhanced multi-frame DICOM (a file per
+series and matrix size, geometry and timing in per-frame functional groups) or NIfTI files (with optional
+dcm2niix-style sidecars), plus the ``labels.csv`` rows."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
 from deepmcat.families.torso import Plane, Series
@@ -15,6 +18,7 @@ from deepmcat.sidecars import write_sidecar
 
 #: 12-bit magnitude storage
 MAX_STORED = 4095
+ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 
 
 def stored(series: Series, images: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, float]:
@@ -67,6 +71,64 @@ def write_dicom(series: Series, folder: Path, number: int, study_uid: str, serie
             ds.PixelData = block.tobytes()
             ds.save_as(path, write_like_original=False)
             paths.append(path)
+    return paths
+
+
+def _item(**elements) -> Sequence:
+    """A one-item sequence of these elements (a functional group's macro)."""
+    ds = Dataset()
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    return Sequence([ds])
+
+
+def write_enhanced_dicom(series: Series, folder: Path, number: int, study_uid: str, series_uid: str, subject: int,
+                         rng: np.random.Generator) -> list[Path]:
+    """The series as enhanced MR images: one file per matrix size holding every slice position and frame,
+    stored time point by time point (readers must sort by the functional groups, not by storage order).
+    Pixels are stored as :func:`write_dicom` stores them (same ``rng`` draws)."""
+    from deepmcat.generate import phantom_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frame_uid = generate_uid(entropy_srcs=[study_uid, "family-frame-of-reference"])
+    date = (dt.date(2021, 3, 1) + dt.timedelta(days=subject)).strftime("%Y%m%d")
+    stored_planes = [(plane, *stored(series, images, rng)) for plane, images in zip(series.planes, series.images)]
+    paths = []
+    for instance, shape in enumerate(dict.fromkeys(p.shape for p in series.planes), start=1):
+        planes = [(k, *entry) for k, entry in enumerate(stored_planes) if entry[0].shape == shape]
+        n_time = max(len(pixels) for _, _, pixels, _, _ in planes)
+        order = [(k, plane, pixels, t) for t in range(n_time) for k, plane, pixels, _, _ in planes if t < len(pixels)]
+        path = folder / f"{instance:05d}.dcm"
+        ds = phantom_image(path, study_uid, series_uid, frame_uid, subject, date, number, instance,
+                           series.description, series.image_type)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = ENHANCED_MR_IMAGE_STORAGE
+        slope, intercept = planes[0][3], planes[0][4]
+        ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+        shared = ds.SharedFunctionalGroupsSequence[0]
+        shared.PixelMeasuresSequence = _item(PixelSpacing=[round(planes[0][1].spacing, 5)] * 2, SliceThickness=8.0)
+        shared.PixelValueTransformationSequence = _item(RescaleSlope=slope, RescaleIntercept=intercept,
+                                                        RescaleType="US")
+        frames = []
+        for k, plane, _, t in order:
+            group = Dataset()
+            group.FrameContentSequence = _item(StackID="1", InStackPositionNumber=k + 1, TemporalPositionIndex=t + 1)
+            group.PlanePositionSequence = _item(ImagePositionPatient=[round(float(v), 4) for v in plane.origin])
+            group.PlaneOrientationSequence = _item(
+                ImageOrientationPatient=[round(float(v), 6) for v in (*plane.row, *plane.col)])
+            trigger = series.trigger_ms[min(t, len(series.trigger_ms) - 1)]
+            group.CardiacSynchronizationSequence = _item(NominalCardiacTriggerDelayTime=round(float(trigger), 2))
+            frames.append(group)
+        ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+        block = np.stack([pixels[t] for _, _, pixels, t in order])
+        ds.NumberOfFrames = len(block)
+        ds.Rows, ds.Columns = shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        bits = 12 if series.storage == "12bit" else 16
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
+        ds.PixelRepresentation = int(block.dtype == np.int16)
+        ds.PixelData = block.tobytes()
+        ds.save_as(path, write_like_original=False)
+        paths.append(path)
     return paths
 
 
@@ -129,9 +191,10 @@ def write_subject(family: str, out: Path, subject: int, seed: int, balanced: boo
             description = str(rng.choice([d for d in descriptions if d != s.description]))
         written = Series(**{**s.__dict__, "description": description})
         series_uid = phantom_uid(seed, subject, f"{family}-series={s.group or number}")
-        if fmt == "dicom":
-            paths = write_dicom(written, out / f"sub-{subject:04d}" / f"s{number:02d}", number, study_uid,
-                                series_uid, subject, rng)
+        if fmt in ("dicom", "enhanced"):
+            writer = write_dicom if fmt == "dicom" else write_enhanced_dicom
+            paths = writer(written, out / f"sub-{subject:04d}" / f"s{number:02d}", number, study_uid, series_uid,
+                           subject, rng)
         else:
             stem = (out / f"sub-{subject:04d}_s{number:02d}" if family == "torso"
                     else out / f"patient_{subject:04d}" / f"series_{number:02d}")
