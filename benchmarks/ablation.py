@@ -32,7 +32,7 @@ from deepmcat.predictions import predict_rows  # noqa: E402
 from deepmcat.trainer import Trainer  # noqa: E402
 
 #: the families the defaults may be chosen on; the others are held out
-DESIGN_SETS = ("classic", "torso", "classic-nifti", "torso-nifti")
+DESIGN_SETS = ("classic", "torso", "classic-nifti", "torso-nifti", "torso-enhanced")
 
 #: variant name → {config part: {setting: value}}, applied on top of the current defaults
 VARIANTS: dict[str, dict[str, dict]] = {

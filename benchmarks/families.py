@@ -54,7 +54,8 @@ from deepmcat.trainer import Trainer  # noqa: E402
 
 #: what each set is: (family, format)
 SETS = {"classic": ("classic", "dicom"), "torso": ("torso", "dicom"), "blob": ("blob", "dicom"),
-        "classic-nifti": ("classic", "nifti"), "torso-nifti": ("torso", "nifti")}
+        "classic-nifti": ("classic", "nifti"), "torso-nifti": ("torso", "nifti"),
+        "torso-enhanced": ("torso", "enhanced")}
 
 
 def dataset(name: str, subjects: int, seed: int, balanced: bool = False) -> Path:

@@ -300,6 +300,16 @@ def test_enhanced_multiframe_dicom_reads_as_the_same_series_stored_a_file_per_fr
 
     assert described(loaded["enhanced"]) == described(loaded["dicom"])
     assert sorted(u.stack for u in loaded["enhanced"].units) == sorted(u.stack for u in loaded["dicom"].units)
+    # plain frames are read by their offsets; a compressed enhanced file is decoded, to the same pixels
+    stack = max(enhanced, key=lambda u: sum(v.files == u.files for v in enhanced))
+    ds = pydicom.dcmread(stack.files[0])
+    ds.compress(pydicom.uid.RLELossless)
+    ds.save_as(tmp_path / "rle.dcm")
+    rle = scan(tmp_path / "rle.dcm").units
+    same_file = [u for u in enhanced if u.files == stack.files]
+    assert len(rle) == len(same_file) > 1
+    for a, b in zip(rle, same_file):
+        assert np.array_equal(read_unit(a, 8).array, read_unit(b, 8).array)
 
 
 def test_a_stack_stored_as_a_series_per_slice_is_one_acquisition_for_training(tmp_path):

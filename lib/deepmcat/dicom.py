@@ -182,26 +182,38 @@ def _read_header(path: str):
     return ds, pixel_data
 
 
-def _pixel_format(ds) -> tuple[str, int, int, int, float | None, float | None, tuple[float, float]] | None:
-    """(dtype, rows, cols, bytes, slope, intercept, spacing) of a plain image (uncompressed little-endian, one
-    frame, one sample, 8/16/32 bits, unsigned or signed with every bit used), or None: pydicom decodes it."""
+def _plain_dtype(ds) -> str | None:
+    """The numpy dtype of a file's pixel values when they lie plain in its pixel data (uncompressed
+    little-endian, one sample, 8/16/32 bits, unsigned or signed with every bit used, greyscale), else None."""
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax not in RAW_SYNTAXES or "SharedFunctionalGroupsSequence" in ds:
+    if syntax not in RAW_SYNTAXES:
         return None
     try:
         bits, signed = int(ds.BitsAllocated), int(ds.PixelRepresentation)
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        plain = (int(getattr(ds, "NumberOfFrames", 1) or 1) == 1 and int(getattr(ds, "SamplesPerPixel", 1)) == 1
-                 and bits in (8, 16, 32) and signed in (0, 1) and (not signed or int(ds.BitsStored) == bits)
+        plain = (int(getattr(ds, "SamplesPerPixel", 1)) == 1 and bits in (8, 16, 32) and signed in (0, 1)
+                 and (not signed or int(ds.BitsStored) == bits)
                  and str(getattr(ds, "PhotometricInterpretation", "")) in ("MONOCHROME1", "MONOCHROME2"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return f"<{'i' if signed else 'u'}{bits // 8}" if plain else None
+
+
+def _pixel_format(ds) -> tuple[str, int, int, int, float | None, float | None, tuple[float, float]] | None:
+    """(dtype, rows, cols, bytes, slope, intercept, spacing) of a plain single-frame image (:func:`_plain_dtype`,
+    no functional groups), or None: pydicom decodes it."""
+    dtype = _plain_dtype(ds)
+    if dtype is None or "SharedFunctionalGroupsSequence" in ds:
+        return None
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        single = int(getattr(ds, "NumberOfFrames", 1) or 1) == 1
         slope, intercept = (getattr(ds, k, None) for k in ("RescaleSlope", "RescaleIntercept"))
         slope, intercept = (None if v is None else float(v) for v in (slope, intercept))
     except (AttributeError, TypeError, ValueError):
         return None
-    if not plain or rows < 1 or cols < 1:
+    if not single or rows < 1 or cols < 1:
         return None
-    dtype = f"<{'i' if signed else 'u'}{bits // 8}"
-    return dtype, rows, cols, rows * cols * bits // 8, slope, intercept, _pixel_spacing(ds)
+    return dtype, rows, cols, rows * cols * np.dtype(dtype).itemsize, slope, intercept, _pixel_spacing(ds)
 
 
 def _pixel_location(pixel_format: tuple | None, pixel_data: tuple[int, int] | None) -> PixelLocation | None:
@@ -526,14 +538,46 @@ def _dicom_frames(path: str) -> tuple[np.ndarray, tuple[float, float]]:
 
 
 def _enhanced_unit(unit: Unit, frames: int | None) -> UnitPixels:
-    """The frames of one enhanced multi-frame file that make ``unit`` (the file is decoded whole)."""
-    arr, spacing = _dicom_frames(unit.files[0])
-    if max(unit.frame_indices) >= len(arr):
-        raise ReadError(f"{unit.files[0]}: holds {len(arr)} frames, not the {max(unit.frame_indices) + 1} its "
-                        "header listed")
+    """The frames of one enhanced multi-frame file that make ``unit``: read by their byte offsets where the
+    file stores them plain (a stack's file is read once per slice position, so decoding it whole for each
+    would cost the number of positions over), else decoded."""
+    path = unit.files[0]
     picked = frames_to_read(len(unit.frame_indices), frames)
     chosen = np.asarray(unit.frame_indices)[picked if picked is not None else slice(None)]
+    located = _plain_frames(path, chosen)
+    if located is not None:
+        return located
+    arr, spacing = _dicom_frames(path)
+    if chosen.max() >= len(arr):
+        raise ReadError(f"{path}: holds {len(arr)} frames, not the {chosen.max() + 1} its header listed")
     return UnitPixels(np.ascontiguousarray(arr[chosen]), spacing)
+
+
+def _plain_frames(path: str, chosen: np.ndarray) -> UnitPixels | None:
+    """Frames ``chosen`` of a multi-frame file whose pixel data holds them plain (:func:`_plain_dtype`), read
+    from their offsets and rescaled as :func:`_dicom_frames` does; None for any other file."""
+    try:
+        limits.check_deflated(path)
+        with open(path, "rb") as fp:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            value = _pixel_data_value(fp, ds.is_implicit_VR) if ds.is_little_endian else None
+        dtype = _plain_dtype(ds)
+        rows, cols, n_frames = int(ds.Rows), int(ds.Columns), _frame_count(ds)
+    except Exception:  # the decoding path reports what is wrong with the file
+        return None
+    if dtype is None or value is None or rows < 1 or cols < 1:
+        return None
+    offset, length = value
+    frame_bytes = rows * cols * np.dtype(dtype).itemsize
+    if length < n_frames * frame_bytes or chosen.max() >= n_frames:
+        return None
+    try:
+        limits.check_bytes(len(chosen) * rows * cols * 4, f"{len(chosen)} frames of {rows}x{cols}")
+    except limits.BudgetError as exc:
+        raise ReadError(f"{path}: {exc}") from exc
+    arr = np.stack([np.fromfile(path, dtype=dtype, count=rows * cols, offset=offset + int(i) * frame_bytes)
+                    for i in chosen]).reshape(len(chosen), rows, cols)
+    return UnitPixels(_rescale(ds, arr), _pixel_spacing(ds))
 
 
 def _located_frame(path: str, where: PixelLocation) -> tuple[np.ndarray, tuple[float, float]]:
