@@ -312,6 +312,41 @@ def test_enhanced_multiframe_dicom_reads_as_the_same_series_stored_a_file_per_fr
         assert np.array_equal(read_unit(a, 8).array, read_unit(b, 8).array)
 
 
+def test_flow_magnitude_and_phase_frames_in_one_enhanced_file_are_two_acquisitions(tmp_path):
+    """Enhanced flow often holds magnitude and phase frames in one file, told apart by each frame's
+    FrameType and rescaled by each frame's own pixel value transformation: they become the two units (image
+    types) and the real values that two files give."""
+    from deepmcat.generate import generate
+
+    generate(tmp_path / "data", subjects=1, seed=1, balanced=False, fmt="enhanced", family="torso", progress=False)
+    units = scan(tmp_path / "data").units
+    phase = next(u for u in units if "P" in u.meta["image_type"].split("\\") and u.frame_indices is not None)
+    magnitude = next(u for u in units if u.series_uid == phase.series_uid and u is not phase)
+    parts = [pydicom.dcmread(u.files[0]) for u in (magnitude, phase)]
+    merged = parts[0]
+    frames = []
+    for part, kind in zip(parts, ("M", "P")):
+        shared = part.SharedFunctionalGroupsSequence[0]
+        for frame in part.PerFrameFunctionalGroupsSequence:
+            frame.PixelValueTransformationSequence = shared.PixelValueTransformationSequence
+            item = pydicom.Dataset()
+            item.FrameType = ["ORIGINAL", "PRIMARY", kind, "NONE"]
+            frame.MRImageFrameTypeSequence = pydicom.Sequence([item])
+            frames.append(frame)
+    del merged.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence
+    merged.PerFrameFunctionalGroupsSequence = pydicom.Sequence(frames)
+    merged.NumberOfFrames = len(frames)
+    merged.ImageType = ["ORIGINAL", "PRIMARY", "MIXED"]
+    merged.PixelData = parts[0].PixelData + parts[1].PixelData
+    merged.save_as(tmp_path / "flow.dcm")
+    both = sorted(scan(tmp_path / "flow.dcm").units, key=lambda u: u.meta["image_type"])
+    assert [u.meta["image_type"] for u in both] == ["ORIGINAL\\PRIMARY\\M\\NONE", "ORIGINAL\\PRIMARY\\P\\NONE"]
+    assert len({u.acquisition for u in both}) == 2
+    for unit, alone in zip(both, (magnitude, phase)):
+        assert np.array_equal(read_unit(unit, 8).array, read_unit(alone, 8).array)
+    assert read_unit(both[1], 8).array.min() < -100  # the phase frames' own rescale
+
+
 def test_a_stack_stored_as_a_series_per_slice_is_one_acquisition_for_training(tmp_path):
     """Three one-slice cine series of one examination acquired alike form one stack; a series with another
     frame count, and the same series in another examination, do not join it. Outputs keep the series."""

@@ -98,14 +98,16 @@ def _functional_item(ds, frame, sequence: str):
     return None
 
 
-def enhanced_units(ds) -> list[tuple[tuple, list[int]]] | None:
-    """The units of an enhanced multi-frame image: (orientation key as :func:`_orientation_key`, frame
-    indices in time order) per orientation and slice position, as :func:`_group` makes them of one file per
-    frame; None when the file carries no per-frame geometry."""
+def enhanced_units(ds) -> list[tuple[str | None, tuple, list[int]]] | None:
+    """The units of an enhanced multi-frame image: (frame type, orientation key as :func:`_orientation_key`,
+    frame indices in time order) per frame type (flow magnitude and phase frames in one file are two
+    acquisitions, as two image types of a series are), orientation and slice position, as :func:`_group`
+    makes them of one file per frame; None when the file carries no per-frame geometry."""
     frames = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
     if not frames or len(frames) != _frame_count(ds):
         return None
     by_plane: dict[tuple, dict[float, list[tuple[float, int]]]] = defaultdict(lambda: defaultdict(list))
+    frame_types: dict[tuple, str | None] = {}
     for index, frame in enumerate(frames):
         plane = _functional_item(ds, frame, "PlaneOrientationSequence")
         where = _functional_item(ds, frame, "PlanePositionSequence")
@@ -119,17 +121,21 @@ def enhanced_units(ds) -> list[tuple[tuple, list[int]]] | None:
         time = getattr(timing, "NominalCardiacTriggerDelayTime", None) if timing else None
         if time in (None, ""):
             time = getattr(content, "TemporalPositionIndex", None) if content else None
-        key = tuple(np.round(np.asarray(iop, float), 2))
+        kind = _functional_item(ds, frame, "MRImageFrameTypeSequence")
+        frame_type = "\\".join(str(v) for v in getattr(kind, "FrameType", [])) if kind else ""
+        key = (frame_type, tuple(np.round(np.asarray(iop, float), 2)))
+        frame_types[key] = frame_type or None
         position = round(float(np.dot(normal, np.asarray(ipp, float))), 1)
         by_plane[key][position].append((float(time) if time not in (None, "") else 0.0, index))
     units = []
     for key in sorted(by_plane):
         positions = by_plane[key]
         ordered = sorted(positions)
+        frame_type, plane = frame_types[key], key[1]
         if len(ordered) > 1 and all(len(positions[p]) == 1 for p in ordered):
-            units.append((key, [positions[p][0][1] for p in ordered]))  # one frame per position: a volume
+            units.append((frame_type, plane, [positions[p][0][1] for p in ordered]))  # one frame a position: a volume
         else:
-            units.extend((key, [index for _, index in sorted(positions[p])]) for p in ordered)
+            units.extend((frame_type, plane, [index for _, index in sorted(positions[p])]) for p in ordered)
     return units
 
 
@@ -355,7 +361,8 @@ def _from_json(record: list) -> HeaderRecord | tuple[str, str] | None:
     location = member[4] if len(member) > 4 and member[4] else None  # records cached before locations: None
     if location is not None:
         location = PixelLocation(*location[:6], tuple(location[6]))
-    enhanced = [(tuple(k), list(frames)) for k, frames in member[5]] if len(member) > 5 and member[5] else None
+    enhanced = [(entry[0], tuple(entry[1]), list(entry[2])) for entry in member[5]] \
+        if len(member) > 5 and member[5] else None
     return (path, (key[0], key[1], tuple(key[2])),
             (member[0], member[1], tuple(member[2]), member[3], location, enhanced), meta)
 
@@ -417,10 +424,11 @@ def _group(files: Sequence[str], workers: int | None, progress: bool, headers: H
             if not m[5]:
                 units.append(Unit(f"{tag}/mf{i}", series_uid, [m[0]], "dicom", _with_shape(meta, orientation, m[3])))
                 continue
-            for k, (plane, frames) in enumerate(m[5]):
+            for k, (frame_type, plane, frames) in enumerate(m[5]):
                 shape = tuple(plane) + orientation[-2:]  # the frames' orientation, the file's matrix
+                frame_meta = dict(metas[key], image_type=frame_type) if frame_type else metas[key]
                 units.append(Unit(f"{tag}/mf{i}/u{k:03d}", series_uid, [m[0]], "dicom",
-                                  _with_shape(_with_normal(metas[key], shape), shape, len(frames)),
+                                  _with_shape(_with_normal(frame_meta, shape), shape, len(frames)),
                                   frame_indices=frames))
         single = [m for m in members if m[3] == 1 and not m[5]]
         if not single:
@@ -459,13 +467,13 @@ def _with_shape(meta: dict, orientation: tuple, frames: int) -> dict:
     return dict(meta, shape=f"{orientation}|{meta['spacing']}|{frames}", depth=frames)
 
 
-def _rescale(ds, arr: np.ndarray) -> np.ndarray:
+def _rescale(ds, arr: np.ndarray, frame=None) -> np.ndarray:
+    """Stored values → real values: the file's rescale, else the functional groups' (``frame``'s own, else
+    the shared one)."""
     slope, intercept = getattr(ds, "RescaleSlope", None), getattr(ds, "RescaleIntercept", None)
-    shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
-    if slope is None and shared:
-        pvt = getattr(shared[0], "PixelValueTransformationSequence", None)
-        if pvt:
-            slope, intercept = getattr(pvt[0], "RescaleSlope", None), getattr(pvt[0], "RescaleIntercept", None)
+    pvt = _functional_item(ds, frame, "PixelValueTransformationSequence") if slope is None else None
+    if pvt:
+        slope, intercept = getattr(pvt, "RescaleSlope", None), getattr(pvt, "RescaleIntercept", None)
     arr = arr.astype(np.float32)
     if slope is not None:
         arr *= float(slope)
@@ -491,8 +499,9 @@ def _pixel_spacing(ds) -> tuple[float, float]:
     return (values[0], values[1])
 
 
-def _dicom_frames(path: str) -> tuple[np.ndarray, tuple[float, float]]:
-    """(frames, rows, cols) float32 of one DICOM file; colour images become luminance."""
+def _dicom_frames(path: str, rescale: bool = True) -> tuple[np.ndarray, tuple[float, float]]:
+    """(frames, rows, cols) float32 of one DICOM file, stored values rescaled unless ``rescale`` is false;
+    colour images become luminance."""
     try:
         limits.check_deflated(path)
         ds = pydicom.dcmread(path)
@@ -531,9 +540,9 @@ def _dicom_frames(path: str) -> tuple[np.ndarray, tuple[float, float]]:
             except (NotImplementedError, ValueError) as exc:
                 raise ReadError(f"{path}: cannot convert colour space {photometric} ({exc})") from exc
         arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    else:
+    elif rescale:
         arr = _rescale(ds, arr)
-    arr = arr.reshape(n_frames, rows, cols)
+    arr = arr.reshape(n_frames, rows, cols).astype(np.float32, copy=False)
     return arr, _pixel_spacing(ds)
 
 
@@ -544,26 +553,35 @@ def _enhanced_unit(unit: Unit, frames: int | None) -> UnitPixels:
     path = unit.files[0]
     picked = frames_to_read(len(unit.frame_indices), frames)
     chosen = np.asarray(unit.frame_indices)[picked if picked is not None else slice(None)]
-    located = _plain_frames(path, chosen)
-    if located is not None:
-        return located
-    arr, spacing = _dicom_frames(path)
-    if chosen.max() >= len(arr):
-        raise ReadError(f"{path}: holds {len(arr)} frames, not the {chosen.max() + 1} its header listed")
-    return UnitPixels(np.ascontiguousarray(arr[chosen]), spacing)
-
-
-def _plain_frames(path: str, chosen: np.ndarray) -> UnitPixels | None:
-    """Frames ``chosen`` of a multi-frame file whose pixel data holds them plain (:func:`_plain_dtype`), read
-    from their offsets and rescaled as :func:`_dicom_frames` does; None for any other file."""
     try:
         limits.check_deflated(path)
         with open(path, "rb") as fp:
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
             value = _pixel_data_value(fp, ds.is_implicit_VR) if ds.is_little_endian else None
-        dtype = _plain_dtype(ds)
+    except Exception as exc:
+        raise ReadError(f"{path}: cannot read DICOM ({type(exc).__name__}: {exc})") from exc
+    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []
+    if chosen.max() >= max(len(per_frame), _frame_count(ds)):
+        raise ReadError(f"{path}: holds {_frame_count(ds)} frames, not the {chosen.max() + 1} its header listed")
+    raw = _plain_frames(path, ds, value, chosen)
+    spacing = _pixel_spacing(ds)
+    if raw is None:
+        arr, spacing = _dicom_frames(path, rescale=False)
+        if chosen.max() >= len(arr):
+            raise ReadError(f"{path}: holds {len(arr)} frames, not the {chosen.max() + 1} its header listed")
+        raw = arr[chosen]
+    frames_of = [per_frame[i] if i < len(per_frame) else None for i in chosen]
+    return UnitPixels(np.stack([_rescale(ds, r, f) for r, f in zip(raw, frames_of)]), spacing)
+
+
+def _plain_frames(path: str, ds, value: tuple[int, int] | None, chosen: np.ndarray) -> np.ndarray | None:
+    """Stored values of frames ``chosen`` of a multi-frame file (header ``ds``, pixel data at ``value``)
+    whose pixel data holds them plain (:func:`_plain_dtype`), read from their offsets; None for any other
+    file (it is decoded)."""
+    dtype = _plain_dtype(ds)
+    try:
         rows, cols, n_frames = int(ds.Rows), int(ds.Columns), _frame_count(ds)
-    except Exception:  # the decoding path reports what is wrong with the file
+    except (AttributeError, TypeError, ValueError):
         return None
     if dtype is None or value is None or rows < 1 or cols < 1:
         return None
@@ -575,9 +593,8 @@ def _plain_frames(path: str, chosen: np.ndarray) -> UnitPixels | None:
         limits.check_bytes(len(chosen) * rows * cols * 4, f"{len(chosen)} frames of {rows}x{cols}")
     except limits.BudgetError as exc:
         raise ReadError(f"{path}: {exc}") from exc
-    arr = np.stack([np.fromfile(path, dtype=dtype, count=rows * cols, offset=offset + int(i) * frame_bytes)
-                    for i in chosen]).reshape(len(chosen), rows, cols)
-    return UnitPixels(_rescale(ds, arr), _pixel_spacing(ds))
+    return np.stack([np.fromfile(path, dtype=dtype, count=rows * cols, offset=offset + int(i) * frame_bytes)
+                     for i in chosen]).reshape(len(chosen), rows, cols)
 
 
 def _located_frame(path: str, where: PixelLocation) -> tuple[np.ndarray, tuple[float, float]]:
