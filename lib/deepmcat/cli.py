@@ -174,7 +174,8 @@ def cmd_predict(args) -> None:
     rows = predict_rows(model, collection, data_root(args.data), cache)
     write_csv(rows, args.out, PRED_COLUMNS)
     unknown = len({r["unit"] for r in rows if r["novel"]})
-    print(f"predicted {len(collection.units)} units ({len(rows)} files) in {time.time() - tic:.2f}s -> {args.out}"
+    files = len({r["path"] for r in rows})  # an enhanced file holds several units
+    print(f"predicted {len(collection.units)} units ({files} files) in {time.time() - tic:.2f}s -> {args.out}"
           + (f"; {unknown} units like no learned category (category unknown)" if unknown else ""))
 
 
