@@ -233,7 +233,7 @@ def test_generated_nifti_says_the_same_examinations_and_acquisitions_as_dicom(tm
     assert structure(tmp_path / "bids") == dicom
 
 
-@pytest.mark.parametrize("family", ["torso", "blob"])
+@pytest.mark.parametrize("family", ["torso", "blob", "contour"])
 def test_phantom_families_read_alike_from_dicom_and_nifti_with_sidecars(tmp_path, family):
     """The independent phantom families: every unit labelled, and NIfTI with sidecars telling the same
     examinations and acquisitions as DICOM. torso: both vendor structures (a series per short-axis slice,
@@ -242,9 +242,10 @@ def test_phantom_families_read_alike_from_dicom_and_nifti_with_sidecars(tmp_path
     from deepmcat.labels import read_labels, unit_truth
 
     found, units_of = {}, {}
+    seed = 3 if family == "contour" else 1  # contour's seed 3: a vendor C and a vendor D subject, 12 categories
     for fmt in ("dicom", "nifti"):
         out = tmp_path / fmt
-        generate(out, subjects=2, seed=1, balanced=False, fmt=fmt, family=family, progress=False, sidecars=True)
+        generate(out, subjects=2, seed=seed, balanced=False, fmt=fmt, family=family, progress=False, sidecars=True)
         units = units_of[fmt] = scan(out).units
         truth = unit_truth(units, read_labels(out / "labels.csv"), out)
         assert truth is not None and len(set(truth)) >= 10
@@ -264,9 +265,11 @@ def test_phantom_families_read_alike_from_dicom_and_nifti_with_sidecars(tmp_path
         multiframe = [u for u in units_of["dicom"] if "/mf" in u.unit_id]
         per_slice = {u.series_uid for u in units_of["dicom"] if u.meta["series_description"] == "sBTFE_SA_slice"}
         assert multiframe and len(per_slice) >= 7  # subject 1: vendor A, subject 2: vendor B
-    else:
+    elif family == "blob":
         phase = [u for u in units_of["dicom"] if "VELOCITY" in u.meta["image_type"]]
         assert phase and read_unit(phase[0], 8).array.min() < -1000  # signed pixels stay negative
+    else:  # vendor C's enhanced files and vendor D's file per image, both in the DICOM set
+        assert {u.frame_indices is not None for u in units_of["dicom"]} == {True, False}
 
 
 def test_enhanced_multiframe_dicom_reads_as_the_same_series_stored_a_file_per_frame(tmp_path):

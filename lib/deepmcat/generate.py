@@ -221,8 +221,8 @@ def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = Fal
     if fmt not in ("dicom", "enhanced", "nifti"):
         raise ValueError(f"unknown format {fmt!r}: use dicom, enhanced or nifti")
     if fmt == "enhanced" and family == "classic":
-        raise ValueError("--format enhanced (enhanced multi-frame DICOM) is written by the torso and blob families: "
-                         "add --family torso or --family blob")
+        raise ValueError("--format enhanced (enhanced multi-frame DICOM) is written by the other families: "
+                         "add --family torso, blob or contour")
     if not 0.0 <= wrong_descriptions <= 1.0:
         raise ValueError("--wrong-descriptions must be a fraction in [0, 1]")
     out = Path(out)

@@ -277,6 +277,8 @@ class Series:
     multiframe: bool = False
     #: "12bit" (magnitude up to 4095, phase rescaled from unsigned) or "16bit" (up to 30000, signed phase)
     storage: str = "12bit"
+    #: written as enhanced multi-frame DICOM whatever the format asked (the contour family's vendor C)
+    enhanced: bool = False
 
 
 DESCRIPTIONS = {
