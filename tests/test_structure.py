@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from deepmcat.io import scan
-from deepmcat.structure import COUNTS, PLANE, StructureScale, plane_axis, series_structure
+from deepmcat.structure import COUNTS, PAIRED, PLANE, StructureScale, plane_axis, series_structure
 from tests.helpers import write_dicom
 
 
@@ -45,8 +45,9 @@ def test_dicom_units_record_their_scan_planes_normal(tmp_path):
     assert np.allclose(np.abs(units["9.2"].meta["normal"]), [1, 0, 0])
     assert "normal" not in units["9.3"].meta
     rows = series_structure([units["9.1"], units["9.2"], units["9.3"]])
-    assert rows.shape == (3, COUNTS + PLANE)
-    assert np.allclose(rows[:, COUNTS:], [plane_axis([0, 0, 1]), plane_axis([1, 0, 0]), np.zeros(PLANE)])
+    assert rows.shape == (3, COUNTS + PLANE + 1)
+    assert np.allclose(rows[:, COUNTS:PAIRED], [plane_axis([0, 0, 1]), plane_axis([1, 0, 0]), np.zeros(PLANE)])
+    assert not rows[:, PAIRED].any()  # no examination holds two image types acquired alike here
 
 
 def test_a_scale_published_before_the_plane_existed_answers_as_it_did():
@@ -72,3 +73,23 @@ def test_frames_beyond_the_cap_count_as_one_kind_of_acquisition():
     assert restored.depth_cap == 16 and np.allclose(restored(raw, 6), capped(raw, 6))
     old = StructureScale.from_state({k: v for k, v in capped.state().items() if k != "depth_cap"})
     assert old.depth_cap == 0 and old(raw, 6)[4, 1] < old(raw, 6)[5, 1]
+
+
+def test_flow_magnitude_is_paired_with_its_phase_and_a_vessel_cine_is_not(tmp_path):
+    """The pair flag: units whose examination holds another image type with the same orientation, matrix,
+    spacing and frame count (magnitude and phase, in one series or two); a cine of the same vessel with its
+    own geometry is not paired. A scale published before the flag ignores it; one fitted with a weight adds
+    the flag times the weight."""
+    frames = np.ones((3, 8, 8), np.uint16)
+    write_dicom(tmp_path / "mag" / "1.dcm", frames, "7.1", image_type=["ORIGINAL", "PRIMARY", "M"])
+    write_dicom(tmp_path / "phase" / "1.dcm", frames, "7.2", image_type=["ORIGINAL", "PRIMARY", "P"])
+    write_dicom(tmp_path / "cine" / "1.dcm", np.ones((3, 10, 8), np.uint16), "7.3",
+                image_type=["ORIGINAL", "PRIMARY", "M"])
+    units = {u.series_uid: u for u in scan(tmp_path).units}
+    assert [units[k].meta["paired"] for k in ("7.1", "7.2", "7.3")] == [1, 1, 0]
+    raw = series_structure([units[k] for k in ("7.1", "7.3")])
+    assert raw[:, PAIRED].tolist() == [1.0, 0.0]
+    old = StructureScale.from_state({"mean": [0.0, 0.0], "std": [1.0, 1.0], "weight": 0.3, "plane_weight": 0.3})
+    assert old.pair_weight == 0.0 and old.dims == COUNTS + PLANE
+    new = StructureScale.from_state(StructureScale.fit(raw, 0.3, 0.3, pair_weight=0.5).state())
+    assert new.dims == COUNTS + PLANE + 1 and new(raw, 2)[:, -1].tolist() == [0.5, 0.0]

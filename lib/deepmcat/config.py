@@ -101,6 +101,9 @@ class ClusterConfig:
     #: ``2 sin²θ`` x weight² apart, squared) in the final clustering and at inference; 0 leaves it out.
     #: 0.3: chosen on the design families with the spectral final clustering (benchmarks/README.md)
     plane_weight: float = 0.3
+    #: weight of the pair flag (:mod:`deepmcat.stacks`: the examination holds another image type acquired
+    #: alike, as flow magnitude holds its phase) in the final clustering and at inference; 0 leaves it out
+    pair_weight: float = 0.0
     #: a unit whose novelty score (:mod:`deepmcat.novelty`: mean squared distance to its nearest training
     #: units) exceeds this percentile of the training units' scores against other examinations is answered
     #: "unknown" (a series when most of its units are); 0 switches the flag off. 99: on the design families
