@@ -87,7 +87,8 @@ def main() -> None:
     for part, pairs in (("design", args.models), ("held_out", args.held_out)):
         for pair in pairs:
             name, model_dir = pair.split("=", 1)
-            results[part][name] = run(name, model_dir, args)
+            key = name if name not in results[part] else f"{name} ({Path(model_dir).name})"  # several networks a set
+            results[part][key] = run(name, model_dir, args)
             print(f"written to {save('structure-' + results['date'] + (f'-{args.tag}' if args.tag else ''), results)}")
 
 

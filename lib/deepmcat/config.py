@@ -102,7 +102,10 @@ class ClusterConfig:
     #: 0.3: chosen on the design families with the spectral final clustering (benchmarks/README.md)
     plane_weight: float = 0.3
     #: weight of the pair flag (:mod:`deepmcat.stacks`: the examination holds another image type acquired
-    #: alike, as flow magnitude holds its phase) in the final clustering and at inference; 0 leaves it out
+    #: alike, as flow magnitude holds its phase) in the final clustering and at inference; 0 leaves it out.
+    #: Off: 0.6 lifted torso (0.912 -> 0.941 purity) and blob (0.693 -> 0.736) but cost classic 0.18, whose
+    #: generator pairs only some of its flow series: a category paired in some examinations and not in others
+    #: (LGE with and without a PSIR image) is split (benchmarks/README.md, "The pair flag")
     pair_weight: float = 0.0
     #: a unit whose novelty score (:mod:`deepmcat.novelty`: mean squared distance to its nearest training
     #: units) exceeds this percentile of the training units' scores against other examinations is answered
@@ -189,9 +192,10 @@ class DeepMCATConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     #: the flat settings the command line and the app take, and the part of the config each belongs to
-    FLAT: ClassVar[dict[str, str]] = {"frames": "preprocess", "size": "preprocess", "centre_crop": "preprocess", "clusters": "cluster", "train_clusters": "cluster",
-            "epochs": "train", "warmup_epochs": "train", "batch_size": "train", "device": "train", "seed": "train",
-            "uniform_sampling": "train"}
+    FLAT: ClassVar[dict[str, str]] = {
+        "frames": "preprocess", "size": "preprocess", "centre_crop": "preprocess", "clusters": "cluster",
+        "train_clusters": "cluster", "epochs": "train", "warmup_epochs": "train", "batch_size": "train",
+        "device": "train", "seed": "train", "uniform_sampling": "train"}
 
     #: what a saved config meant by a setting it does not name: it was written before the setting existed,
     #: by code that worked without it (a model trained on one scale must not be read at two)

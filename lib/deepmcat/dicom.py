@@ -463,8 +463,10 @@ def _with_normal(meta: dict, orientation: tuple) -> dict:
 def _with_shape(meta: dict, orientation: tuple, frames: int) -> dict:
     """A unit's metadata with how it was acquired (orientation, matrix, pixel spacing, frame count): what
     :mod:`deepmcat.stacks` compares to find one stack stored as a series per slice, and its depth
-    (:mod:`deepmcat.structure`)."""
-    return dict(meta, shape=f"{orientation}|{meta['spacing']}|{frames}", depth=frames)
+    (:mod:`deepmcat.structure`); ``grid`` is the same without the orientation (:func:`deepmcat.stacks.mark_pairs`
+    compares orientations with a tolerance)."""
+    grid = f"{orientation[-2:]}|{meta['spacing']}|{frames}"
+    return dict(meta, shape=f"{orientation}|{meta['spacing']}|{frames}", grid=grid, depth=frames)
 
 
 def _rescale(ds, arr: np.ndarray, frame=None) -> np.ndarray:

@@ -5,8 +5,9 @@ frame count — are then one acquisition for training: their slices are contrast
 and one point for k-means, as a stack stored in one series is. Outputs still vote and score per stored series.
 Every unit also records how many units its stack has (``stack_units``, :mod:`deepmcat.structure`), so that a
 series later read alone still knows its stack's size, and whether its examination holds an acquisition of
-another image type acquired alike (``paired``): flow magnitude beside its phase (or velocity) image, which
-a cine of the same vessel lacks although it looks the same.
+another image type acquired alike (``paired``: same matrix, spacing, frame count and scan plane): flow
+magnitude beside its phase (or velocity) image, which a cine of the same vessel lacks although it looks the
+same.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import zlib
 from collections import Counter, defaultdict
 from typing import Sequence
+
+import numpy as np
 
 from deepmcat.units import Unit
 
@@ -38,16 +41,26 @@ def merge_stacks(units: Sequence[Unit]) -> int:
     return len(merged)
 
 
+#: scan planes closer than this (degrees) count as one orientation for a pair: magnitude and phase share one
+#: to the digit, but a scanner (or a generator) may round it differently per series
+PAIR_ANGLE = 5.0
+
+
 def mark_pairs(units: Sequence[Unit]) -> None:
     """Record in each unit's metadata whether its examination holds units of another image type with the same
-    orientation, matrix, pixel spacing and frame count (``paired``: 1 or 0; 0 without a recorded shape)."""
-    types: dict[tuple, set[str]] = defaultdict(set)
+    matrix, pixel spacing and frame count and a scan plane within :data:`PAIR_ANGLE` (``paired``: 1 or 0; 0
+    without a recorded grid and plane)."""
+    alike: dict[tuple, list[tuple[str, np.ndarray]]] = defaultdict(list)
     for unit in units:
-        if unit.meta.get("shape"):
-            types[unit.study, unit.meta["shape"]].add(unit.meta.get("image_type", ""))
+        if unit.meta.get("grid") and unit.meta.get("normal"):
+            alike[unit.study, unit.meta["grid"]].append((unit.meta.get("image_type", ""),
+                                                         np.asarray(unit.meta["normal"])))
+    cos = np.cos(np.deg2rad(PAIR_ANGLE))
     for unit in units:
-        shape = unit.meta.get("shape")
-        unit.meta["paired"] = int(bool(shape) and len(types[unit.study, shape]) > 1)
+        grid, normal = unit.meta.get("grid"), unit.meta.get("normal")
+        others = alike.get((unit.study, grid), []) if grid and normal else []
+        kind = unit.meta.get("image_type", "")
+        unit.meta["paired"] = int(any(t != kind and abs(float(n @ np.asarray(normal))) >= cos for t, n in others))
 
 
 def _signature(unit: Unit) -> tuple:

@@ -92,7 +92,8 @@ def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]
         # it was acquired, as DICOM units record it, so that a stack stored a file per slice is found
         # (deepmcat.stacks)
         plane = [round(float(v), 3) for axis in (0, 1) for v in io.GetDirection(axis)]
-        meta["shape"] = f"{plane}|{[round(io.GetSpacing(a), 4) for a in (0, 1)]}|{dims[:2]}|{dims[3]}"
+        grid = f"{[round(io.GetSpacing(a), 4) for a in (0, 1)]}|{dims[:2]}|{dims[3]}"
+        meta["shape"], meta["grid"] = f"{plane}|{grid}", grid
     if len(dims) >= 3:  # the scan plane's normal in patient (LPS) coordinates, as DICOM units record it
         normal = np.cross(*(np.asarray([io.GetDirection(axis)[i] for i in range(3)], float) for axis in (0, 1)))
         if np.linalg.norm(normal) > 1e-6:
