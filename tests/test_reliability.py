@@ -79,8 +79,35 @@ def bad_corpus(root: Path) -> dict[str, Path]:
     ds = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
     ds.Rows, ds.Columns = 16, 16  # the codestream declares 64 x 64
     ds.save_as(files["jpeg2000_larger_than_header"])
+    files["truncated_enhanced_dicom"] = enhanced(root / "enhanced_cut.dcm", rng)
+    ds = pydicom.dcmread(files["truncated_enhanced_dicom"])
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]  # 3 of the 6 frames its functional groups list
+    ds.save_as(files["truncated_enhanced_dicom"])
     good.unlink()
     return files
+
+
+def enhanced(path: Path, rng: np.random.Generator, positions: int = 2, times: int = 3) -> Path:
+    """An enhanced multi-frame image: ``positions`` x ``times`` frames, their geometry and timing in per-frame
+    functional groups only."""
+    write_dicom(path, rng.integers(0, 1000, (positions * times, 16, 16)), generate_uid())
+    ds = pydicom.dcmread(path)
+    del ds.ImageOrientationPatient, ds.ImagePositionPatient, ds.TriggerTime
+    frames = []
+    for t in range(times):
+        for k in range(positions):
+            frame = pydicom.Dataset()
+            groups = (("PlaneOrientationSequence", "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]),
+                      ("PlanePositionSequence", "ImagePositionPatient", [0, 0, 8.0 * k]),
+                      ("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime", 40.0 * t))
+            for sequence, keyword, value in groups:
+                item = pydicom.Dataset()
+                setattr(item, keyword, value)
+                setattr(frame, sequence, pydicom.Sequence([item]))
+            frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence(frames)
+    ds.save_as(path)
+    return path
 
 
 def rle_bomb(path: Path) -> Path:
@@ -105,6 +132,7 @@ REASONS = {
     "nifti_empty": "empty|blank", "nifti_all_nan": "no finite|blank", "text_named_nifti": "not a readable image",
     "empty_file": "not a readable image", "one_by_one": "blank", "rle_bomb": "RLE segment decodes to more",
     "jpeg2000_larger_than_header": "declares 64x64x1 in its compressed data, the header 16x16x1",
+    "truncated_enhanced_dicom": "cannot decode pixel data|pixel data truncated",
 }
 
 
@@ -118,6 +146,7 @@ def acceptable(root: Path) -> dict[str, Path]:
     files["partly_nan"] = root / "partly_nan.nii.gz"
     nib.save(nib.Nifti1Image(arr, np.eye(4)), files["partly_nan"])
     files["dicom_no_extension"] = write_dicom(root / "IM0001", rng.integers(0, 500, (24, 20)), generate_uid())
+    files["enhanced_two_positions"] = enhanced(root / "enhanced.dcm", rng, positions=2)  # two units
     return files
 
 
@@ -176,7 +205,7 @@ def test_cli_reports_every_bad_file_and_keeps_going(tmp_path, tiny_phantoms, cap
 
     good = acceptable(tmp_path / "odd")
     collection = load_collection(tmp_path / "odd", _cfg())
-    assert len(collection.units) == len(good) and not collection.failed
+    assert len(collection.units) == len(good) + 1 and not collection.failed  # the enhanced file holds two units
     assert np.isfinite(collection.tensors).all()
 
 
