@@ -1,10 +1,11 @@
 """Leave-one-family-out quality (issues 15 and 20): every method on every phantom family, scored alike.
 
     python benchmarks/families.py [--sets classic torso classic-nifti] [--held-out torso] [--subjects 40]
-                                  [--seeds 0 1 2] [--data-seed 7] [--device auto]
+                                  [--seeds 0 1 2] [--data-seed 7] [--device auto] [--keep DIR]
 
-The defaults were chosen on the classic family (the project's own generator, seed 0); ``--held-out`` names the
-set(s) nobody tuned on, and the JSON says which is which. Every method is scored by the same rule at the
+The defaults were chosen on the design families (classic, torso; blob since 2026-12-07, when the contour
+family was written to be held out); ``--held-out`` names the set(s) nobody tuned on, and the JSON says which
+is which. Every method is scored by the same rule at the
 acquisition level (series × image type, each acquisition's cluster the vote of its units), with K = the
 number of categories:
 
@@ -219,12 +220,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="warm-up epochs instead of the default, and one clustering epoch "
                                                    "(quick checks of this script only; marked in the JSON)")
     parser.add_argument("--tag", default="", help="added to the JSON's name (runs of one day keep apart)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the trained networks in DIR/<set>-seed<N> (for benchmarks/structure.py)")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    args.work = Path(os.environ.get("TMPDIR", "/tmp")) / f"deepmcat-families-{os.getpid()}"
+    args.work = args.keep or Path(os.environ.get("TMPDIR", "/tmp")) / f"deepmcat-families-{os.getpid()}"
     results = {"date": dt.date.today().isoformat(), "machine": machine(), "subjects": args.subjects,
                "data_seed": args.data_seed, "training_seeds": args.seeds, "held_out": args.held_out,
-               "designed_on": "classic family, generator seed 0 (benchmarks/README.md)", "sets": {}}
+               "designed_on": "classic and torso; blob too since 2026-12-07 (benchmarks/README.md)", "sets": {}}
     if args.epochs is not None:
         results["epochs_override"] = {"warmup_epochs": args.epochs, "epochs": 1}
     tag = (f"families-{'-'.join(args.sets)}-{args.subjects}s-{device.type}-{results['date']}"
@@ -232,7 +235,8 @@ def main() -> None:
     for name in args.sets:
         results["sets"][name] = {}
         run_set(name, args, device, results["sets"][name], lambda: save(tag, results))
-    shutil.rmtree(args.work, ignore_errors=True)
+    if args.keep is None:
+        shutil.rmtree(args.work, ignore_errors=True)
     print("\n" + table(results))
     print(f"written to {save(tag, results)}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import nibabel as nib
@@ -313,6 +314,28 @@ def test_enhanced_multiframe_dicom_reads_as_the_same_series_stored_a_file_per_fr
     assert len(rle) == len(same_file) > 1
     for a, b in zip(rle, same_file):
         assert np.array_equal(read_unit(a, 8).array, read_unit(b, 8).array)
+
+
+def test_enhanced_geometry_shared_by_every_frame_and_time_as_temporal_position(tmp_path):
+    """Scanners put what every frame shares (the orientation) in the shared functional groups, and some give
+    time as a temporal position index rather than a trigger delay: the same units come out."""
+    from deepmcat.generate import generate
+
+    generate(tmp_path / "data", subjects=2, seed=1, balanced=False, fmt="enhanced", family="torso", progress=False)
+    before = {u.unit_id: u for u in scan(tmp_path / "data").units if u.frame_indices is not None}
+    cines = Counter(u.files[0] for u in before.values() if len(u.frame_indices) > 1)
+    path = cines.most_common(1)[0][0]  # subject 2's short-axis cine stack: slice positions x time points
+    ds = pydicom.dcmread(path)
+    frames = ds.PerFrameFunctionalGroupsSequence
+    ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = frames[0].PlaneOrientationSequence
+    for frame in frames:
+        del frame.PlaneOrientationSequence, frame.CardiacSynchronizationSequence
+    ds.save_as(path)
+    after = {u.unit_id: u for u in scan(tmp_path / "data").units if u.frame_indices is not None}
+    changed = [k for k in before if before[k].files[0] == path]
+    assert len(changed) > 1 and len(before[changed[0]].frame_indices) > 1
+    assert all(after[k].frame_indices == before[k].frame_indices for k in changed)
+    assert all(after[k].meta["normal"] == before[k].meta["normal"] for k in changed)
 
 
 def test_flow_magnitude_and_phase_frames_in_one_enhanced_file_are_two_acquisitions(tmp_path):
