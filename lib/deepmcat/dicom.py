@@ -555,13 +555,10 @@ def _enhanced_unit(unit: Unit, frames: int | None) -> UnitPixels:
     path = unit.files[0]
     picked = frames_to_read(len(unit.frame_indices), frames)
     chosen = np.asarray(unit.frame_indices)[picked if picked is not None else slice(None)]
-    try:
-        limits.check_deflated(path)
-        with open(path, "rb") as fp:
-            ds = pydicom.dcmread(fp, stop_before_pixels=True)
-            value = _pixel_data_value(fp, ds.is_implicit_VR) if ds.is_little_endian else None
-    except Exception as exc:
-        raise ReadError(f"{path}: cannot read DICOM ({type(exc).__name__}: {exc})") from exc
+    header = _read_header(path)
+    if isinstance(header, str):
+        raise ReadError(f"{path}: {header}")
+    ds, value = header
     per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []
     if chosen.max() >= max(len(per_frame), _frame_count(ds)):
         raise ReadError(f"{path}: holds {_frame_count(ds)} frames, not the {chosen.max() + 1} its header listed")
@@ -578,8 +575,8 @@ def _enhanced_unit(unit: Unit, frames: int | None) -> UnitPixels:
 
 def _plain_frames(path: str, ds, value: tuple[int, int] | None, chosen: np.ndarray) -> np.ndarray | None:
     """Stored values of frames ``chosen`` of a multi-frame file (header ``ds``, pixel data at ``value``)
-    whose pixel data holds them plain (:func:`_plain_dtype`), read from their offsets; None for any other
-    file (it is decoded)."""
+    whose pixel data holds them plain (:func:`_plain_dtype`), each read as :func:`_located_frame` reads a
+    single-frame image; None for any other file (it is decoded)."""
     dtype = _plain_dtype(ds)
     try:
         rows, cols, n_frames = int(ds.Rows), int(ds.Columns), _frame_count(ds)
@@ -595,8 +592,9 @@ def _plain_frames(path: str, ds, value: tuple[int, int] | None, chosen: np.ndarr
         limits.check_bytes(len(chosen) * rows * cols * 4, f"{len(chosen)} frames of {rows}x{cols}")
     except limits.BudgetError as exc:
         raise ReadError(f"{path}: {exc}") from exc
-    return np.stack([np.fromfile(path, dtype=dtype, count=rows * cols, offset=offset + int(i) * frame_bytes)
-                     for i in chosen]).reshape(len(chosen), rows, cols)
+    spacing = _pixel_spacing(ds)
+    return np.concatenate([_located_frame(path, PixelLocation(offset + int(i) * frame_bytes, dtype, rows, cols, None,
+                                                              None, spacing))[0] for i in chosen])
 
 
 def _located_frame(path: str, where: PixelLocation) -> tuple[np.ndarray, tuple[float, float]]:
