@@ -1,6 +1,7 @@
 """Step-by-step method changes on the design families only (issue 15, item 3): one row per variant and set.
 
-    python benchmarks/ablation.py --sets classic torso --subjects 16 --variants baseline curve ... [--seeds 0]
+    python benchmarks/ablation.py --sets classic torso blob --subjects 16 --variants baseline curve ... [--seeds 0]
+                                  [--keep DIR]
 
 A variant is a set of config overrides (``VARIANTS``); each is trained on each design set and scored like
 ``families.py``: the kNN-10 acquisition probe (feature quality without k-means noise) and what ``predict``
@@ -32,7 +33,8 @@ from deepmcat.predictions import predict_rows  # noqa: E402
 from deepmcat.trainer import Trainer  # noqa: E402
 
 #: the families the defaults may be chosen on; the others are held out
-DESIGN_SETS = ("classic", "torso", "classic-nifti", "torso-nifti", "torso-enhanced")
+#: blob joined the design sets on 2026-12-07, when the contour family was written to be held out
+DESIGN_SETS = ("classic", "torso", "blob", "classic-nifti", "torso-nifti", "torso-enhanced")
 
 #: variant name → {config part: {setting: value}}, applied on top of the current defaults
 VARIANTS: dict[str, dict[str, dict]] = {
@@ -91,7 +93,8 @@ def run_variant(name: str, set_name: str, args, device) -> dict:
         print(f"{set_name:>14} {name:<16} seed {seed}: probe {probe:.3f}, purity {scores['purity']:.3f}, "
               f"NMI {scores['nmi']:.3f}, worst recall {scores['worst_recall']:.2f} "
               f"({scores['worst_recall_category']}), {seconds:.0f}s", flush=True)
-        shutil.rmtree(model_dir, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(model_dir, ignore_errors=True)
     return {"overrides": VARIANTS[name], "runs": results}
 
 
@@ -118,9 +121,11 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=7, dest="data_seed")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tag", default="", help="added to the JSON's name")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the trained networks in DIR/<set>-<variant>-<seed> (for benchmarks/structure.py)")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    args.work = Path(os.environ.get("TMPDIR", "/tmp")) / f"deepmcat-ablation-{os.getpid()}"
+    args.work = args.keep or Path(os.environ.get("TMPDIR", "/tmp")) / f"deepmcat-ablation-{os.getpid()}"
     results = {"date": dt.date.today().isoformat(), "machine": machine(), "subjects": args.subjects,
                "data_seed": args.data_seed, "training_seeds": args.seeds, "sets": args.sets, "runs": {}}
     name = f"ablation-{'-'.join(args.sets)}-{args.subjects}s{args.tag and '-' + args.tag}-{results['date']}"
@@ -128,7 +133,8 @@ def main() -> None:
         for set_name in args.sets:
             results["runs"][f"{variant}@{set_name}"] = run_variant(variant, set_name, args, device)
             save(name, results)
-    shutil.rmtree(args.work, ignore_errors=True)
+    if args.keep is None:
+        shutil.rmtree(args.work, ignore_errors=True)
     print("\n" + table(results))
     print(f"written to {save(name, results)}")
 

@@ -3,6 +3,7 @@ row, or other settings are decoded again, never trusted; training from it matche
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -110,6 +111,26 @@ def test_cached_headers_survive_a_group_losing_its_first_file(cine_folder, tmp_p
     again = load_collection(cine_folder, CFG, progress=False, cache=cache)
     plain = load_collection(cine_folder, CFG, progress=False)
     assert [(u.unit_id, u.files, u.meta) for u in again.units] == [(u.unit_id, u.files, u.meta) for u in plain.units]
+
+
+def test_headers_cached_before_enhanced_images_were_read_are_read_again(cine_folder, tmp_path, monkeypatch):
+    """A record cached by code that did not look for per-frame functional groups cannot say whether its file
+    was an enhanced image: it is read again (and stored anew); current records are trusted."""
+    cache = TensorCache(tmp_path / "cache")
+    before = load_collection(cine_folder, CFG, progress=False, cache=cache)
+    rows = cache.headers.db.execute("SELECT path, record FROM headers").fetchall()
+    old = [(json.dumps([*r[:2], r[2][:5], *r[3:]]) if len(r) == 4 else json.dumps(r), p)
+           for p, r in ((p, json.loads(text)) for p, text in rows)]
+    cache.headers.db.executemany("UPDATE headers SET record = ? WHERE path = ?", old)
+    cache.headers.db.commit()
+    read = []
+    original = dicom._read_header
+    monkeypatch.setattr(dicom, "_read_header", lambda path: read.append(path) or original(path))
+    again = load_collection(cine_folder, CFG, progress=False, cache=cache)
+    assert len(read) == sum(len(json.loads(text)) == 4 for _, text in rows) > 0
+    assert [(u.unit_id, u.files, u.meta) for u in again.units] == [(u.unit_id, u.files, u.meta) for u in before.units]
+    _forbid_reading(monkeypatch)
+    load_collection(cine_folder, CFG, progress=False, cache=cache)  # stored anew: trusted now
 
 
 def test_partial_reads_go_on(cine_folder, tmp_path, monkeypatch):

@@ -352,17 +352,15 @@ def read_records(files: Sequence[str], workers: int | None = 1, progress: bool =
 
 def _from_json(record: list) -> HeaderRecord | tuple[str, str] | None:
     """A cached record back as :func:`header_record` returns it (JSON turned its tuples into lists); None for
-    a multi-frame file's record cached before enhanced units were read (its header is read again)."""
+    a record cached before enhanced units were read (the file's header is read again: nothing in the old
+    record says whether its frames were an enhanced image's)."""
     if len(record) == 2:
         return tuple(record)
     path, key, member, meta = record
-    if member[3] > 1 and len(member) < 6:
+    if len(member) < 6:
         return None
-    location = member[4] if len(member) > 4 and member[4] else None  # records cached before locations: None
-    if location is not None:
-        location = PixelLocation(*location[:6], tuple(location[6]))
-    enhanced = [(entry[0], tuple(entry[1]), list(entry[2])) for entry in member[5]] \
-        if len(member) > 5 and member[5] else None
+    location = PixelLocation(*member[4][:6], tuple(member[4][6])) if member[4] else None
+    enhanced = [(entry[0], tuple(entry[1]), list(entry[2])) for entry in member[5]] if member[5] else None
     return (path, (key[0], key[1], tuple(key[2])),
             (member[0], member[1], tuple(member[2]), member[3], location, enhanced), meta)
 
