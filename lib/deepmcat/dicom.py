@@ -66,9 +66,19 @@ class PixelLocation(NamedTuple):
     spacing: tuple[float, float]
 
 
-def _orientation_key(ds) -> tuple:
-    iop = getattr(ds, "ImageOrientationPatient", None)
+def _plane_key(iop) -> tuple:
+    """Six ImageOrientationPatient values as grouping compares them (to 0.01); () without them."""
     return tuple(np.round(np.asarray(iop, float), 2)) if iop is not None and len(iop) == 6 else ()
+
+
+def _along_normal(iop, ipp) -> float:
+    """Position (mm) of a plane's first pixel along its normal: what tells slice positions apart."""
+    normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+    return round(float(np.dot(normal, np.asarray(ipp, float))), 1)
+
+
+def _orientation_key(ds) -> tuple:
+    return _plane_key(getattr(ds, "ImageOrientationPatient", None))
 
 
 def _slice_position(ds) -> float | None:
@@ -76,8 +86,7 @@ def _slice_position(ds) -> float | None:
     iop = getattr(ds, "ImageOrientationPatient", None)
     ipp = getattr(ds, "ImagePositionPatient", None)
     if iop is not None and ipp is not None and len(iop) == 6 and len(ipp) == 3:
-        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
-        return round(float(np.dot(normal, np.asarray(ipp, float))), 1)
+        return _along_normal(iop, ipp)
     loc = getattr(ds, "SliceLocation", None)
     return round(float(loc), 1) if loc is not None else None
 
@@ -99,7 +108,7 @@ def _functional_item(ds, frame, sequence: str):
 
 
 def enhanced_units(ds) -> list[tuple[str | None, tuple, list[int]]] | None:
-    """The units of an enhanced multi-frame image: (frame type, orientation key as :func:`_orientation_key`,
+    """The units of an enhanced multi-frame image: (frame type, orientation key as :func:`_plane_key`,
     frame indices in time order) per frame type (flow magnitude and phase frames in one file are two
     acquisitions, as two image types of a series are), orientation and slice position, as :func:`_group`
     makes them of one file per frame; None when the file carries no per-frame geometry."""
@@ -107,7 +116,6 @@ def enhanced_units(ds) -> list[tuple[str | None, tuple, list[int]]] | None:
     if not frames or len(frames) != _frame_count(ds):
         return None
     by_plane: dict[tuple, dict[float, list[tuple[float, int]]]] = defaultdict(lambda: defaultdict(list))
-    frame_types: dict[tuple, str | None] = {}
     for index, frame in enumerate(frames):
         plane = _functional_item(ds, frame, "PlaneOrientationSequence")
         where = _functional_item(ds, frame, "PlanePositionSequence")
@@ -115,7 +123,6 @@ def enhanced_units(ds) -> list[tuple[str | None, tuple, list[int]]] | None:
         ipp = getattr(where, "ImagePositionPatient", None) if where else None
         if iop is None or ipp is None or len(iop) != 6 or len(ipp) != 3:
             return None
-        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
         timing = _functional_item(ds, frame, "CardiacSynchronizationSequence")
         content = _functional_item(ds, frame, "FrameContentSequence")
         time = getattr(timing, "NominalCardiacTriggerDelayTime", None) if timing else None
@@ -123,15 +130,14 @@ def enhanced_units(ds) -> list[tuple[str | None, tuple, list[int]]] | None:
             time = getattr(content, "TemporalPositionIndex", None) if content else None
         kind = _functional_item(ds, frame, "MRImageFrameTypeSequence")
         frame_type = "\\".join(str(v) for v in getattr(kind, "FrameType", [])) if kind else ""
-        key = (frame_type, tuple(np.round(np.asarray(iop, float), 2)))
-        frame_types[key] = frame_type or None
-        position = round(float(np.dot(normal, np.asarray(ipp, float))), 1)
+        key = (frame_type, _plane_key(iop))
+        position = _along_normal(iop, ipp)
         by_plane[key][position].append((float(time) if time not in (None, "") else 0.0, index))
     units = []
     for key in sorted(by_plane):
         positions = by_plane[key]
         ordered = sorted(positions)
-        frame_type, plane = frame_types[key], key[1]
+        frame_type, plane = key[0] or None, key[1]
         if len(ordered) > 1 and all(len(positions[p]) == 1 for p in ordered):
             units.append((frame_type, plane, [positions[p][0][1] for p in ordered]))  # one frame a position: a volume
         else:
@@ -560,8 +566,8 @@ def _enhanced_unit(unit: Unit, frames: int | None) -> UnitPixels:
     per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []
     if chosen.max() >= max(len(per_frame), _frame_count(ds)):
         raise ReadError(f"{path}: holds {_frame_count(ds)} frames, not the {chosen.max() + 1} its header listed")
-    raw = _plain_frames(path, ds, value, chosen)
     spacing = _pixel_spacing(ds)
+    raw = _plain_frames(path, ds, value, chosen, spacing)
     if raw is None:
         arr, spacing = _dicom_frames(path, rescale=False)
         if chosen.max() >= len(arr):
@@ -571,7 +577,8 @@ def _enhanced_unit(unit: Unit, frames: int | None) -> UnitPixels:
     return UnitPixels(np.stack([_rescale(ds, r, f) for r, f in zip(raw, frames_of)]), spacing)
 
 
-def _plain_frames(path: str, ds, value: tuple[int, int] | None, chosen: np.ndarray) -> np.ndarray | None:
+def _plain_frames(path: str, ds, value: tuple[int, int] | None, chosen: np.ndarray, spacing: tuple[float, float]
+                  ) -> np.ndarray | None:
     """Stored values of frames ``chosen`` of a multi-frame file (header ``ds``, pixel data at ``value``)
     whose pixel data holds them plain (:func:`_plain_dtype`), each read as :func:`_located_frame` reads a
     single-frame image; None for any other file (it is decoded)."""
@@ -590,7 +597,6 @@ def _plain_frames(path: str, ds, value: tuple[int, int] | None, chosen: np.ndarr
         limits.check_bytes(len(chosen) * rows * cols * 4, f"{len(chosen)} frames of {rows}x{cols}")
     except limits.BudgetError as exc:
         raise ReadError(f"{path}: {exc}") from exc
-    spacing = _pixel_spacing(ds)
     return np.concatenate([_located_frame(path, PixelLocation(offset + int(i) * frame_bytes, dtype, rows, cols, None,
                                                               None, spacing))[0] for i in chosen])
 

@@ -36,13 +36,29 @@ def stored(series: Series, images: np.ndarray, rng: np.random.Generator) -> tupl
         1.0, 0.0
 
 
+def _examination(study_uid: str, subject: int) -> tuple[str, str]:
+    """The frame of reference UID and the date every file of one subject's examination carries."""
+    return (generate_uid(entropy_srcs=[study_uid, "family-frame-of-reference"]),
+            (dt.date(2021, 3, 1) + dt.timedelta(days=subject)).strftime("%Y%m%d"))
+
+
+def _set_pixels(ds, block: np.ndarray, storage: str) -> None:
+    """The image pixel elements of the (frames, rows, cols) stored integers ``block`` (the frame count is the
+    caller's: a classic image names it only when there are several)."""
+    ds.Rows, ds.Columns = block.shape[1:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    bits = 12 if storage == "12bit" else 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
+    ds.PixelRepresentation = int(block.dtype == np.int16)
+    ds.PixelData = block.tobytes()
+
+
 def write_dicom(series: Series, folder: Path, number: int, study_uid: str, series_uid: str, subject: int,
                 rng: np.random.Generator) -> list[Path]:
     from deepmcat.generate import phantom_image
 
     folder.mkdir(parents=True, exist_ok=True)
-    frame_uid = generate_uid(entropy_srcs=[study_uid, "family-frame-of-reference"])
-    date = (dt.date(2021, 3, 1) + dt.timedelta(days=subject)).strftime("%Y%m%d")
+    frame_uid, date = _examination(study_uid, subject)
     paths, instance = [], 0
     for plane, images in zip(series.planes, series.images):
         pixels, slope, intercept = stored(series, images, rng)
@@ -60,15 +76,10 @@ def write_dicom(series: Series, folder: Path, number: int, study_uid: str, serie
             ds.TriggerTime = round(float(series.trigger_ms[min(f, len(series.trigger_ms) - 1)]), 2)
             if series.category == "t1_molli":
                 ds.InversionTime = ds.TriggerTime
-            ds.Rows, ds.Columns = block.shape[1:]
             if len(block) > 1:
                 ds.NumberOfFrames = len(block)
-            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            bits = 12 if series.storage == "12bit" else 16
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
-            ds.PixelRepresentation = int(block.dtype == np.int16)
             ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-            ds.PixelData = block.tobytes()
+            _set_pixels(ds, block, series.storage)
             ds.save_as(path, write_like_original=False)
             paths.append(path)
     return paths
@@ -90,8 +101,7 @@ def write_enhanced_dicom(series: Series, folder: Path, number: int, study_uid: s
     from deepmcat.generate import phantom_image
 
     folder.mkdir(parents=True, exist_ok=True)
-    frame_uid = generate_uid(entropy_srcs=[study_uid, "family-frame-of-reference"])
-    date = (dt.date(2021, 3, 1) + dt.timedelta(days=subject)).strftime("%Y%m%d")
+    frame_uid, date = _examination(study_uid, subject)
     stored_planes = [(plane, *stored(series, images, rng)) for plane, images in zip(series.planes, series.images)]
     paths = []
     for instance, shape in enumerate(dict.fromkeys(p.shape for p in series.planes), start=1):
@@ -121,12 +131,7 @@ def write_enhanced_dicom(series: Series, folder: Path, number: int, study_uid: s
         ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
         block = np.stack([pixels[t] for _, _, pixels, t in order])
         ds.NumberOfFrames = len(block)
-        ds.Rows, ds.Columns = shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        bits = 12 if series.storage == "12bit" else 16
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
-        ds.PixelRepresentation = int(block.dtype == np.int16)
-        ds.PixelData = block.tobytes()
+        _set_pixels(ds, block, series.storage)
         ds.save_as(path, write_like_original=False)
         paths.append(path)
     return paths
