@@ -2,6 +2,7 @@
 (issue 18, item 2).
 
     python -m benchmarks.novelty [--sets classic torso] [--subjects 16] [--leave-out 3] [--warmup-epochs 20]
+                                 [--keep DIR]
 
 For each phantom set and each of ``--leave-out`` categories in turn: the examinations are split 3 : 1, a
 model is trained (K = C - 1) on the first part without that category, and every unit of the held-out
@@ -22,7 +23,9 @@ rules of :data:`RULES` at several percentiles, per acquisition (a series unknown
 are; one of the ``knn`` rules is what inference applies, ``Model``'s ``unknown_percentile``): the share of
 known acquisitions of unseen examinations called unknown, of left-out acquisitions and package images
 caught, and the series-level AUROC of each rule's score (an acquisition's median unit score).
-Writes ``benchmarks/results/novelty-<sets>-<date>.json``.
+Writes ``benchmarks/results/novelty-<sets>-<date>.json``; ``--keep DIR`` also writes each run's embeddings
+(training, held-out and package units, with their examinations, acquisitions and truth) to
+``DIR/<set>-<category>.npz``, so that other scores can be compared without training again.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import argparse
 import datetime as dt
 import tempfile
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -67,7 +71,8 @@ class Rules:
         studies = np.unique([u.study for u in train.units], return_inverse=True)[1]
         c = model.config.cluster
         self.references = {part: fit_reference(self.part(embedded, part), studies, c.unknown_neighbours,
-                                               c.unknown_reference, seed=model.config.train.seed)
+                                               c.unknown_reference, seed=model.config.train.seed,
+                                               content_dims=self.dims, structure_scale=c.unknown_structure_scale)
                            for part in ("content", "full")}
         self.training = {part: squared_distances(self.part(embedded, part), self.part(model.centroids, part)).min(1)
                          for part in ("content", "full")}
@@ -182,6 +187,20 @@ class Scorer:
         return float(np.quantile(self.train_scores[score], quantile))
 
 
+def keep_embeddings(path: Path, model: Model, train: Collection, test: Collection, novel: np.ndarray,
+                    outsiders: Collection | None) -> None:
+    """One run's embeddings as inference makes them, with what each unit belongs to."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"dims": model.transform.matrix.shape[0], "novel": novel, "centroids": model.centroids}
+    for part, collection in (("train", train), ("test", test), ("packages", outsiders)):
+        if collection is None:
+            continue
+        arrays[part] = model.embed(collection.tensors, collection.acquisitions, collection.structure)
+        arrays[f"{part}_studies"] = np.asarray([u.study for u in collection.units])
+        arrays[f"{part}_acquisitions"] = np.asarray(collection.acquisitions)
+    np.savez_compressed(path, **arrays)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sets", nargs="+", default=["classic", "torso"])
@@ -192,10 +211,11 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--tag", default="", help="added to the JSON's name (runs of one day keep apart)")
+    p.add_argument("--keep", type=Path, metavar="DIR", help="write each run's embeddings to DIR/<set>-<category>.npz")
     args = p.parse_args()
 
     packages = package_images()
-    results = {"machine": machine(), "date": dt.date.today().isoformat(), "args": vars(args), "runs": [],
+    results = {"machine": machine(), "date": dt.date.today().isoformat(), "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "runs": [],
                "packages": packages if isinstance(packages, str) else f"{len(packages[1])} images"}
     for name in args.sets:
         data = dataset(name, args.subjects, args.data_seed)
@@ -223,6 +243,10 @@ def main() -> None:
                 novel = truth[test_idx] == category
                 rule = rule_rates(Model(out, device=args.device), subset(collection, train_idx),
                                   subset(collection, test_idx), novel, extra if outsiders is not None else None)
+                if args.keep:
+                    keep_embeddings(args.keep / f"{name}-{category}.npz", Model(out, device=args.device),
+                                    subset(collection, train_idx), subset(collection, test_idx), novel,
+                                    extra if outsiders is not None else None)
             run = {"set": name, "left_out": category, "train_units": len(train_idx), "known_test_units":
                    int((~novel).sum()), "novel_test_units": int(novel.sum()), "scores": {}, "rule": rule}
             for score in SCORES:

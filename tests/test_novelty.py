@@ -78,3 +78,25 @@ def test_small_and_large_groups_are_left_out_alike(batched, monkeypatch):
         d2 = ((points[groups != g] - points[i]) ** 2).sum(1)
         expected.append(np.sort(d2)[:4].mean())
     assert reference.percentiles == pytest.approx(np.percentile(expected, np.arange(101)), rel=1e-5)
+
+
+def test_the_structure_columns_weigh_structure_scale_times_as_much():
+    """Content columns first, then the series structure: the score measures the structure ``structure_scale``
+    times as far, in the reference and the queries alike; a reference published before the scale existed
+    (no such keys in its state) weighs it as the clustering does."""
+    rng = np.random.default_rng(6)
+    content, structure = unit_sphere(rng.normal(size=(30, 4))), rng.normal(scale=0.3, size=(30, 2))
+    points = np.hstack([content, structure]).astype(np.float32)
+    reference = fit_reference(points, np.arange(30) % 6, neighbours=3, max_points=100, content_dims=4,
+                              structure_scale=2.0)
+    doubled = np.hstack([content, 2 * structure]).astype(np.float32)
+    assert np.allclose(reference.points, doubled)
+    query = np.hstack([unit_sphere(rng.normal(size=(5, 4))), rng.normal(scale=0.3, size=(5, 2))]).astype(np.float32)
+    d2 = ((np.hstack([query[:, :4], 2 * query[:, 4:]])[:, None] - doubled[None]) ** 2).sum(-1)
+    assert reference.scores(query) == pytest.approx(np.sort(d2, axis=1)[:, :3].mean(axis=1), rel=1e-5)
+    again = NoveltyReference.from_state(reference.state())
+    assert again.structure_scale == 2.0 and again.scores(query) == pytest.approx(reference.scores(query))
+    old = {k: v for k, v in reference.state().items() if k not in ("content_dims", "structure_scale")}
+    assert NoveltyReference.from_state(old).structure_scale == 1.0
+    with pytest.raises(ValueError, match="structure scale"):
+        fit_reference(points, np.arange(30) % 6, neighbours=3, max_points=100, content_dims=4, structure_scale=0)

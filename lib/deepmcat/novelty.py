@@ -3,7 +3,9 @@
 The score is a unit's mean squared distance to its nearest training units in the embedding clusters are
 assigned in (PCA, L2, mixed with its acquisition's, and the series-structure coordinates: a stack of a shape
 no training category has is a sign too — without them a left-out category's series ranked no better than
-chance on the design families). The threshold is a percentile of the same score for training units measured
+chance on the design families), the structure coordinates weighed ``structure_scale`` times as much as in
+the clustering (2: left-out categories ranked better and package images caught more on all three design
+families; benchmarks/README.md, "Which score says unknown"). The threshold is a percentile of the same score for training units measured
 against the training units of *other* examinations: a new examination's series of a known category lie
 farther from the training units than the training units lie from their own examination's, so a threshold
 read off the training units themselves calls many of them unknown (benchmarks/README.md, "Which score says
@@ -32,12 +34,23 @@ class NoveltyReference:
     neighbours: int
     #: the score of training units against the units of other examinations at percentiles 0, 1, ..., 100
     percentiles: np.ndarray
+    #: the embedding's columns beyond the first ``content_dims`` (the series structure) are multiplied by
+    #: ``structure_scale`` before distances are taken (:attr:`points` are stored so); 0 dims: none are
+    content_dims: int = 0
+    structure_scale: float = 1.0
+
+    def scaled(self, embedded: np.ndarray) -> np.ndarray:
+        """Embeddings as the score measures them: the structure columns weighed by :attr:`structure_scale`."""
+        x = np.array(embedded, np.float32)
+        if self.content_dims and self.structure_scale != 1.0:
+            x[:, self.content_dims:] *= self.structure_scale
+        return x
 
     def scores(self, embedded: np.ndarray) -> np.ndarray:
         """(n,) novelty scores of embeddings (higher: less like any training unit)."""
         if not len(embedded):
             return np.zeros(0)
-        distances, _ = self._index.search(np.ascontiguousarray(embedded, np.float32), self.k)
+        distances, _ = self._index.search(self.scaled(embedded), self.k)
         return distances.mean(axis=1).astype(np.float64)
 
     def threshold(self, percentile: float) -> float:
@@ -55,29 +68,37 @@ class NoveltyReference:
         return index
 
     def state(self) -> dict:
-        return {"points": self.points, "neighbours": self.neighbours, "percentiles": self.percentiles}
+        return {"points": self.points, "neighbours": self.neighbours, "percentiles": self.percentiles,
+                "content_dims": self.content_dims, "structure_scale": self.structure_scale}
 
     @classmethod
     def from_state(cls, state: dict | None) -> "NoveltyReference | None":
+        """A published reference; those published before the structure scale weigh the structure as the
+        clustering does."""
         if state is None:
             return None
         return cls(np.ascontiguousarray(state["points"], np.float32), int(state["neighbours"]),
-                   np.asarray(state["percentiles"], np.float64))
+                   np.asarray(state["percentiles"], np.float64), int(state.get("content_dims", 0)),
+                   float(state.get("structure_scale", 1.0)))
 
 
 def fit_reference(embedded: np.ndarray, groups: np.ndarray, neighbours: int, max_points: int,
-                  seed: int = 0) -> NoveltyReference:
+                  seed: int = 0, content_dims: int = 0, structure_scale: float = 1.0) -> NoveltyReference:
     """The reference of training units' embeddings ``embedded``: at most ``max_points`` of them
     (drawn at random), each scored against the sampled units of the other ``groups`` (examinations; pass
-    acquisitions when there is one examination) to calibrate the threshold."""
+    acquisitions when there is one examination) to calibrate the threshold. Columns beyond the first
+    ``content_dims`` (the series structure) weigh ``structure_scale`` times as much."""
     if neighbours < 1 or max_points < 1:
         raise ValueError(f"novelty needs at least one neighbour and one point, not {neighbours} and {max_points}")
-    embedded = np.ascontiguousarray(embedded, np.float32)
+    if not structure_scale > 0:
+        raise ValueError(f"the novelty structure scale must be positive, not {structure_scale}")
     groups = np.asarray(groups)
     if len(embedded) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(len(embedded), max_points, replace=False))
         embedded, groups = embedded[keep], groups[keep]
-    reference = NoveltyReference(embedded, neighbours, np.zeros(len(PERCENTILES)))
+    reference = NoveltyReference(np.zeros((0, 0), np.float32), neighbours, np.zeros(len(PERCENTILES)),
+                                 int(content_dims), float(structure_scale))
+    reference.points = np.ascontiguousarray(reference.scaled(embedded))
     scores = _scores_against_other_groups(reference, groups)
     reference.percentiles = np.percentile(scores, PERCENTILES) if len(scores) else np.full(len(PERCENTILES), np.inf)
     return reference

@@ -385,12 +385,13 @@ class Trainer:
         scores = evaluate(list(truth), result.assignments)
         return {k: scores[k] for k in ("purity", "nmi", "ari", "acc")}
 
-    def _novelty(self, embedded: np.ndarray, data: TrainingData) -> NoveltyReference:
+    def _novelty(self, embedded: np.ndarray, data: TrainingData, content_dims: int) -> NoveltyReference:
         """The "unknown" reference, calibrated against other examinations (other acquisitions when the
-        collection is a single examination)."""
+        collection is a single examination); ``embedded``'s first ``content_dims`` columns are the content."""
         groups = data.study_ids if len(np.unique(data.study_ids)) > 1 else data.acquisition_ids
         c = self.cfg.cluster
-        return fit_reference(embedded, groups, c.unknown_neighbours, c.unknown_reference, seed=self.cfg.train.seed)
+        return fit_reference(embedded, groups, c.unknown_neighbours, c.unknown_reference, seed=self.cfg.train.seed,
+                             content_dims=content_dims, structure_scale=c.unknown_structure_scale)
 
     def _publish(self, run: Run, data: TrainingData) -> TrainResult:
         """Final clustering into K categories and the atomic publication of ``model.pt``."""
@@ -411,7 +412,7 @@ class Trainer:
             fingerprint=data.fingerprint, unit_ids=data.unit_ids, assignments=assignments, history=run.history,
             distributed={"world": self.ranks.world, "units_by_rank": seen}, trained_on=device_name(self.device),
             labels=dict(Counter(c for c in data.categories or [] if c)),
-            structure=scale, novelty=self._novelty(embedded, data))
+            structure=scale, novelty=self._novelty(embedded, data, transform.matrix.shape[0]))
         path = save_model(self.out_dir, published) if self.ranks.is_main else self.out_dir / checkpoint.MODEL
         self.ranks.barrier()
         return TrainResult(path, assignments, run.history)
