@@ -56,7 +56,7 @@ from deepmcat.trainer import Trainer  # noqa: E402
 #: what each set is: (family, format)
 SETS = {"classic": ("classic", "dicom"), "torso": ("torso", "dicom"), "blob": ("blob", "dicom"),
         "contour": ("contour", "dicom"),
-        "classic-nifti": ("classic", "nifti"), "torso-nifti": ("torso", "nifti"),
+        "classic-nifti": ("classic", "nifti"), "torso-nifti": ("torso", "nifti"), "contour-nifti": ("contour", "nifti"),
         "torso-enhanced": ("torso", "enhanced")}
 
 

@@ -216,6 +216,37 @@ def test_nifti_localizer_planes_stored_a_file_each_are_one_acquisition(tmp_path)
     assert (acquisition["side_i1"], acquisition["side_i2"]) == ("1.2.3", "1.2.4")
 
 
+def _oriented_volume(path: Path, normal_axis: int, tilt_deg: float = 0.0) -> Path:
+    """A 3-D NIfTI whose slices stack along ``normal_axis`` (0, 1, 2), turned by ``tilt_deg`` about another."""
+    axes = np.roll(np.eye(3), -(normal_axis + 1), axis=1)  # columns: row, column, slice directions
+    t = np.deg2rad(tilt_deg)
+    turn = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+    affine = np.eye(4)
+    affine[:3, :3] = turn @ axes
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((8, 8, 2)).astype(np.float32), affine), path)
+    return path
+
+
+def test_numbered_nifti_files_are_one_localizer_only_when_their_planes_are_oblique(tmp_path):
+    """Some writers number a localizer's plane files (``_1``, ``_2``, ``_3``) as they number a stack's slices
+    or magnitude and phase: the planes' geometry decides. Pairwise oblique planes are one acquisition;
+    parallel ones, or two planes 10° apart, stay series of their own; a sidecar naming the series decides."""
+    import json
+
+    for k, axis in enumerate((0, 1, 2), start=1):
+        _oriented_volume(tmp_path / f"sub-01_s07_{k}.nii.gz", axis)
+    for k in (1, 2):
+        _oriented_volume(tmp_path / f"sub-01_s03_{k}.nii.gz", 2)
+        _oriented_volume(tmp_path / f"sub-01_s05_{k}.nii.gz", 2, tilt_deg=10.0 * (k - 1))
+        _oriented_volume(tmp_path / f"sub-01_s09_{k}.nii.gz", k - 1)
+    (tmp_path / "sub-01_s09_2.json").write_text(json.dumps({"SeriesInstanceUID": "1.2.9"}))
+    acquisition = {Path(u.files[0]).name.split(".")[0]: u.acquisition.split("|")[0] for u in scan(tmp_path).units}
+    assert acquisition["sub-01_s07_1"] == acquisition["sub-01_s07_2"] == acquisition["sub-01_s07_3"] == "sub-01_s07"
+    assert acquisition["sub-01_s03_1"] != acquisition["sub-01_s03_2"]
+    assert acquisition["sub-01_s05_1"] != acquisition["sub-01_s05_2"]
+    assert acquisition["sub-01_s09_1"] == "sub-01_s09_1.nii.gz" and acquisition["sub-01_s09_2"] == "1.2.9"
+
+
 def test_generated_nifti_says_the_same_examinations_and_acquisitions_as_dicom(tmp_path):
     from deepmcat.generate import generate
 

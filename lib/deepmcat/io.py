@@ -16,6 +16,7 @@ import numpy as np
 
 from deepmcat.cache import HeaderCache
 from deepmcat.dicom import group_dicom, read_dicom_unit
+from deepmcat.sidecars import join_numbered_planes
 from deepmcat.stacks import merge_stacks
 from deepmcat.units import ReadError, ScanReport, Unit, UnitPixels, sample_frames
 from deepmcat.volumes import is_volume_file, read_volume_unit, release_volume, volume_units
@@ -69,6 +70,7 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], workers: int | 
                 skipped.append((path, str(exc)))
         else:
             dicom_candidates.append(path)
+    join_numbered_planes(units)
     dicom_units, dicom_skipped = group_dicom(dicom_candidates, workers, progress, headers)
     units.extend(dicom_units)
     skipped.extend(dicom_skipped)

@@ -11,7 +11,9 @@ Without any of them each file is an examination of its own, as before. Without a
 each file is a series, except the planes of one localizer: NIfTI holds only parallel slices, so a series of
 several planes is written a file per plane, named by dcm2niix's postfix for non-parallel slices (``_i<N>``)
 or by the plane (``_cor``, ``_sag``, ``_ax`` …). Files whose names differ only by it are one acquisition, as
-their DICOM series is.
+their DICOM series is. Other writers number the planes (``_1``, ``_2`` …), as they number much else (a stack's
+slices, magnitude and phase): files whose names differ only by a number are one localizer only when their
+scan planes are pairwise oblique (:func:`join_numbered_planes`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from deepmcat.units import Unit
 
 #: sidecars larger than this are not dcm2niix's (a few kB): not read
 MAX_SIDECAR_BYTES = 1 << 20
@@ -28,6 +36,12 @@ _VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: the postfix a file of one plane of a multi-plane series carries: dcm2niix's image number for non-parallel
 #: slices, or the plane's name
 _PLANE_POSTFIX = re.compile(r"_(?:i\d+|cor|coronal|sag|sagittal|ax|axial|tra|transverse|transversal)$", re.IGNORECASE)
+#: a numbered postfix, which says a localizer's plane only with the geometry's word for it
+_NUMBER_POSTFIX = re.compile(r"_\d+$")
+#: numbered files are one localizer when every two of their scan planes are at least this far apart (degrees):
+#: a localizer's planes are near orthogonal, while numbered slices of a stack, or magnitude and phase, are
+#: parallel
+LOCALIZER_ANGLE = 30.0
 
 
 def _stem(name: str) -> str:
@@ -48,6 +62,33 @@ def plane_series(path: str | os.PathLike, root: str | os.PathLike | None) -> str
         return None
     folder = os.path.relpath(p.parent, root) if root is not None else ""
     return os.path.normpath(os.path.join(folder, series))
+
+
+def join_numbered_planes(units: Sequence[Unit]) -> int:
+    """Make the volume files of one folder and examination whose names differ only by a numbered postfix
+    one acquisition when their scan planes are pairwise at least :data:`LOCALIZER_ANGLE` apart (the planes of
+    a localizer written a file per plane); files a sidecar or name already put in a series are left as they
+    are. Returns how many localizers were joined."""
+    numbered: dict[tuple, list[Unit]] = defaultdict(list)
+    for unit in units:
+        if unit.source != "volume" or unit.meta.get("acquisition_series") or not unit.meta.get("normal"):
+            continue
+        stem = _stem(Path(unit.files[0]).name)
+        base = _NUMBER_POSTFIX.sub("", stem)
+        if base != stem and base:
+            numbered[unit.study, os.path.dirname(unit.series_uid), base].append(unit)
+    joined = 0
+    for (_, folder, base), members in numbered.items():
+        normals = {unit.files[0]: unit.meta["normal"] for unit in members}
+        if len(normals) < 2:
+            continue
+        n = np.asarray(list(normals.values()), float)
+        cos = np.abs(n @ n.T)[np.triu_indices(len(n), 1)]
+        if np.all(cos <= np.cos(np.deg2rad(LOCALIZER_ANGLE))):
+            for unit in members:
+                unit.meta["acquisition_series"] = os.path.normpath(os.path.join(folder, base))
+            joined += 1
+    return joined
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
