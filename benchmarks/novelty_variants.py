@@ -82,12 +82,12 @@ class Scored:
         if variant.level == "acquisition":
             points, names, ids = group_means(points, run["train_acquisitions"])
             groups = np.asarray([groups[ids == i][0] for i in range(len(names))])
-        self.points, self.groups = points, groups
+        self.points = points
         d2 = squared_distances(points, points)
         d2[groups[:, None] == groups[None, :]] = np.inf
         self.own = self._mean_nearest(d2)  # each reference point against the other examinations
-        self.calibration = self._scores_from(d2)
-        self.threshold = float(np.percentile(self.calibration[np.isfinite(self.calibration)], PERCENTILE))
+        calibration = self._scores_from(d2)
+        self.threshold = float(np.percentile(calibration[np.isfinite(calibration)], PERCENTILE))
 
     def space(self, x: np.ndarray) -> np.ndarray:
         x = np.array(x, np.float32)
@@ -122,6 +122,7 @@ class Scored:
 
 
 def evaluate(variant: Variant, run: dict) -> dict:
+    """One variant on one run: its series scores and verdicts, and their rates and AUROC."""
     scored = Scored(variant, run)
     names, ids = np.unique(run["test_acquisitions"], return_inverse=True)
     novel = np.array([run["novel"][ids == i].mean() > 0.5 for i in range(len(names))])
