@@ -430,6 +430,29 @@ def test_a_stack_stored_as_a_series_per_slice_is_one_acquisition_for_training(tm
     assert np.allclose(2 ** alone[:, :2], [[3, 3], [1, 4]])
 
 
+def test_nifti_one_slice_cines_without_sidecars_stack_unless_two_share_a_position(tmp_path):
+    """Without a sidecar's image type a magnitude file and its phase file look alike to the stack rule, but
+    they lie at one slice position while a stack's slices do not: one-slice 4-D files of one examination,
+    orientation, matrix and frame count at distinct positions are one stack; two at one position are not."""
+    def cine(name: str, z: float, frames: int = 5) -> None:
+        affine = np.eye(4)
+        affine[2, 3] = z
+        data = np.random.default_rng(int(z)).random((8, 8, 1, frames)).astype(np.float32)
+        nib.save(nib.Nifti1Image(data, affine), tmp_path / f"{name}.nii.gz")
+
+    for k, z in enumerate((0.0, 8.0, 16.0)):
+        cine(f"sub-01_s0{k + 1}", z)
+    cine("sub-01_s04", 24.0, frames=7)  # another frame count: not of the stack
+    cine("sub-01_s05", 40.0, frames=9)
+    cine("sub-01_s06", 40.0, frames=9)  # magnitude and phase: one position
+    units = {Path(u.files[0]).name.split(".")[0]: u for u in scan(tmp_path).units}
+    assert len({units[f"sub-01_s0{k}"].stack for k in (1, 2, 3)}) == 1
+    assert units["sub-01_s01"].stack.startswith("stack-") and units["sub-01_s01"].meta["stack_units"] == 3
+    assert len({units[f"sub-01_s0{k}"].acquisition for k in (1, 2, 3)}) == 3  # outputs keep the series
+    for name in ("sub-01_s04", "sub-01_s05", "sub-01_s06"):
+        assert units[name].stack == units[name].acquisition
+
+
 def test_corrupt_and_foreign_files_are_reported_not_raised(tmp_path, cine_folder):
     good = next((cine_folder / "cine").iterdir())
     data = good.read_bytes()

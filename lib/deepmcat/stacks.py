@@ -24,13 +24,14 @@ from deepmcat.units import Unit
 def merge_stacks(units: Sequence[Unit]) -> int:
     """Mark the units of series acquired alike in one examination with one ``stack`` (in their metadata) and
     record each unit's stack size; returns how many stacks of several series were found. Units without a
-    recorded shape (3-D volumes, NIfTI whose sidecar names no image type) keep their acquisition as their
-    stack."""
-    series_of: dict[tuple, set[str]] = defaultdict(set)
+    recorded shape (3-D volumes, several-slice NIfTI whose sidecar names no image type) keep their
+    acquisition as their stack; one-slice NIfTI time series without an image type are merged only where no
+    two of them lie at one slice position (magnitude and phase files do)."""
+    series_of: dict[tuple, dict[str, float | None]] = defaultdict(dict)
     for unit in units:
         if unit.meta.get("shape"):
-            series_of[_signature(unit)].add(unit.series_uid)
-    merged = {sig for sig, series in series_of.items() if len(series) > 1}
+            series_of[_signature(unit)][unit.series_uid] = unit.meta.get("position")
+    merged = {sig for sig, series in series_of.items() if len(series) > 1 and _distinct_positions(series)}
     for unit in units:
         if unit.meta.get("shape") and _signature(unit) in merged:
             unit.meta["stack"] = f"stack-{zlib.crc32(repr(_signature(unit)).encode()):08x}"
@@ -61,6 +62,18 @@ def mark_pairs(units: Sequence[Unit]) -> None:
         others = alike.get((unit.study, grid), []) if grid and normal else []
         kind = unit.meta.get("image_type", "")
         unit.meta["paired"] = int(any(t != kind and abs(float(n @ np.asarray(normal))) >= cos for t, n in others))
+
+
+#: slices of a stack lie at least this far apart along their normal (mm)
+SAME_POSITION = 0.5
+
+
+def _distinct_positions(series: dict[str, float | None]) -> bool:
+    """Whether the series (each with its slice position when its image type is unknown: a volume file
+    without a sidecar) can be one stack: no two of them at one position, where a magnitude file and its
+    phase file would lie."""
+    positions = sorted(p for p in series.values() if p is not None)
+    return not any(b - a < SAME_POSITION for a, b in zip(positions, positions[1:]))
 
 
 def _signature(unit: Unit) -> tuple:

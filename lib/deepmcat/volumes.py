@@ -87,17 +87,23 @@ def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]
     except limits.BudgetError as exc:
         raise ReadError(f"{path}: {exc}") from exc
     meta = volume_meta(path, root)
-    if len(dims) == 4 and meta["image_type"]:
-        # a time series whose sidecar says its image type (without it magnitude and phase look alike): how
-        # it was acquired, as DICOM units record it, so that a stack stored a file per slice is found
-        # (deepmcat.stacks)
-        plane = [round(float(v), 3) for axis in (0, 1) for v in io.GetDirection(axis)]
-        grid = f"{[round(io.GetSpacing(a), 4) for a in (0, 1)]}|{dims[:2]}|{dims[3]}"
-        meta["shape"], meta["grid"] = f"{plane}|{grid}", grid
+    normal = None
     if len(dims) >= 3:  # the scan plane's normal in patient (LPS) coordinates, as DICOM units record it
         normal = np.cross(*(np.asarray([io.GetDirection(axis)[i] for i in range(3)], float) for axis in (0, 1)))
         if np.linalg.norm(normal) > 1e-6:
-            meta["normal"] = [round(float(v), 4) for v in normal / np.linalg.norm(normal)]
+            normal = normal / np.linalg.norm(normal)
+            meta["normal"] = [round(float(v), 4) for v in normal]
+        else:
+            normal = None
+    if len(dims) == 4 and (meta["image_type"] or (dims[2] == 1 and normal is not None)):
+        # a time series acquired as DICOM units record it, so that a stack stored a file per slice is found
+        # (deepmcat.stacks). Without a sidecar's image type magnitude and phase look alike, so a one-slice
+        # file records where its slice lies: files at one position are not a stack
+        plane = [round(float(v), 3) for axis in (0, 1) for v in io.GetDirection(axis)]
+        grid = f"{[round(io.GetSpacing(a), 4) for a in (0, 1)]}|{dims[:2]}|{dims[3]}"
+        meta["shape"], meta["grid"] = f"{plane}|{grid}", grid
+        if not meta["image_type"]:
+            meta["position"] = round(float(np.asarray([io.GetOrigin(i) for i in range(3)]) @ normal), 2)
     series = os.path.relpath(path, root) if root is not None else Path(path).name
     if len(dims) == 4 and dims[2] > 1:
         return [Unit(f"{series}/s{z:03d}", series, [path], "volume", dict(meta, depth=dims[3]), slice_index=z)
