@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.common import machine, save
-from deepmcat.clustering import squared_distances
+from deepmcat.clustering import group_means, squared_distances
 
 PERCENTILE = 99.0
 
@@ -65,12 +65,10 @@ VARIANTS = {
 }
 
 
-def group_means(x: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def acquisition_means(x: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean row per key, the keys, and each row's key index."""
     names, ids = np.unique(keys, return_inverse=True)
-    sums = np.zeros((len(names), x.shape[1]))
-    np.add.at(sums, ids, x)
-    return (sums / np.bincount(ids)[:, None]).astype(np.float32), names, ids
+    return group_means(x, ids), names, ids
 
 
 class Scored:
@@ -80,7 +78,7 @@ class Scored:
         self.variant, self.dims = variant, int(run["dims"])
         points, groups = self.space(run["train"]), run["train_studies"]
         if variant.level == "acquisition":
-            points, names, ids = group_means(points, run["train_acquisitions"])
+            points, names, ids = acquisition_means(points, run["train_acquisitions"])
             groups = np.asarray([groups[ids == i][0] for i in range(len(names))])
         self.points = points
         d2 = squared_distances(points, points)
@@ -110,7 +108,7 @@ class Scored:
         """Each acquisition's score and whether it is called unknown, in ``np.unique`` order."""
         x = self.space(x)
         if self.variant.level == "acquisition":
-            means, names, _ = group_means(x, acquisitions)
+            means, names, _ = acquisition_means(x, acquisitions)
             scores = self._scores_from(squared_distances(means, self.points))
             return scores, scores > self.threshold
         scores = self._scores_from(squared_distances(x, self.points))

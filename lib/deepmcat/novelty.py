@@ -39,18 +39,12 @@ class NoveltyReference:
     content_dims: int = 0
     structure_scale: float = 1.0
 
-    def scaled(self, embedded: np.ndarray) -> np.ndarray:
-        """Embeddings as the score measures them: the structure columns weighed by :attr:`structure_scale`."""
-        x = np.array(embedded, np.float32)
-        if self.content_dims and self.structure_scale != 1.0:
-            x[:, self.content_dims:] *= self.structure_scale
-        return x
-
     def scores(self, embedded: np.ndarray) -> np.ndarray:
         """(n,) novelty scores of embeddings (higher: less like any training unit)."""
         if not len(embedded):
             return np.zeros(0)
-        distances, _ = self._index.search(self.scaled(embedded), self.k)
+        distances, _ = self._index.search(_weigh_structure(embedded, self.content_dims, self.structure_scale),
+                                          self.k)
         return distances.mean(axis=1).astype(np.float64)
 
     def threshold(self, percentile: float) -> float:
@@ -82,6 +76,15 @@ class NoveltyReference:
                    float(state.get("structure_scale", 1.0)))
 
 
+def _weigh_structure(embedded: np.ndarray, content_dims: int, scale: float) -> np.ndarray:
+    """Embeddings as the score measures them: the columns beyond the first ``content_dims`` (the series
+    structure) multiplied by ``scale``."""
+    x = np.array(embedded, np.float32)
+    if content_dims and scale != 1.0:
+        x[:, content_dims:] *= scale
+    return x
+
+
 def fit_reference(embedded: np.ndarray, groups: np.ndarray, neighbours: int, max_points: int,
                   seed: int = 0, content_dims: int = 0, structure_scale: float = 1.0) -> NoveltyReference:
     """The reference of training units' embeddings ``embedded``: at most ``max_points`` of them
@@ -96,9 +99,8 @@ def fit_reference(embedded: np.ndarray, groups: np.ndarray, neighbours: int, max
     if len(embedded) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(len(embedded), max_points, replace=False))
         embedded, groups = embedded[keep], groups[keep]
-    reference = NoveltyReference(np.zeros((0, 0), np.float32), neighbours, np.zeros(len(PERCENTILES)),
-                                 int(content_dims), float(structure_scale))
-    reference.points = np.ascontiguousarray(reference.scaled(embedded))
+    reference = NoveltyReference(_weigh_structure(embedded, content_dims, structure_scale), neighbours,
+                                 np.zeros(len(PERCENTILES)), int(content_dims), float(structure_scale))
     scores = _scores_against_other_groups(reference, groups)
     reference.percentiles = np.percentile(scores, PERCENTILES) if len(scores) else np.full(len(PERCENTILES), np.inf)
     return reference

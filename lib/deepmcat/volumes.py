@@ -58,6 +58,14 @@ def _read_volume_file(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, 
     return arr.astype(np.float32, copy=False), (row_sp, col_sp)
 
 
+def _plane_normal(io) -> np.ndarray | None:
+    """The scan plane's unit normal in patient (LPS) coordinates, as DICOM units record it (None when the
+    header's directions are degenerate)."""
+    normal = np.cross(*(np.asarray([io.GetDirection(axis)[i] for i in range(3)], float) for axis in (0, 1)))
+    length = float(np.linalg.norm(normal))
+    return normal / length if length > 1e-6 else None
+
+
 def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]:
     """Units of one volume file: one for a 2-D/3-D image, one per slice position for a 4-D image. The series
     is the file's path relative to ``root`` (the scanned folder), so ``a/image.nii.gz`` and
@@ -87,14 +95,9 @@ def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]
     except limits.BudgetError as exc:
         raise ReadError(f"{path}: {exc}") from exc
     meta = volume_meta(path, root)
-    normal = None
-    if len(dims) >= 3:  # the scan plane's normal in patient (LPS) coordinates, as DICOM units record it
-        normal = np.cross(*(np.asarray([io.GetDirection(axis)[i] for i in range(3)], float) for axis in (0, 1)))
-        if np.linalg.norm(normal) > 1e-6:
-            normal = normal / np.linalg.norm(normal)
-            meta["normal"] = [round(float(v), 4) for v in normal]
-        else:
-            normal = None
+    normal = _plane_normal(io) if len(dims) >= 3 else None
+    if normal is not None:
+        meta["normal"] = [round(float(v), 4) for v in normal]
     if len(dims) == 4 and (meta["image_type"] or (dims[2] == 1 and normal is not None)):
         # a time series acquired as DICOM units record it, so that a stack stored a file per slice is found
         # (deepmcat.stacks). Without a sidecar's image type magnitude and phase look alike, so a one-slice
