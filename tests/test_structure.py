@@ -1,6 +1,8 @@
 """The series structure beside the pixels (:mod:`deepmcat.structure`): the scan plane's axis and how models
 published before it keep their answers."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,22 @@ def test_flow_magnitude_is_paired_with_its_phase_and_a_vessel_cine_is_not(tmp_pa
     assert old.pair_weight == 0.0 and old.dims == COUNTS + PLANE
     new = StructureScale.from_state(StructureScale.fit(raw, 0.3, 0.3, pair_weight=0.5).state())
     assert new.dims == COUNTS + PLANE + 1 and new(raw, 2)[:, -1].tolist() == [0.5, 0.0]
+
+
+def test_the_generators_flow_phase_lies_where_its_magnitude_does(tmp_path):
+    """One flow acquisition is written as two series of one SeriesInstanceUID: both at one orientation, so that
+    every generated flow pair is flagged (written at two orientations, some were and some were not, and the
+    flag split the category)."""
+    import pydicom
+
+    from deepmcat.generate import generate
+
+    generate(tmp_path, 1, seed=3, progress=False)
+    geometry = {}
+    for category in ("flow_magnitude", "flow_phase"):
+        (folder,) = tmp_path.glob(f"sub-0001/*_{category}")
+        ds = pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True)
+        geometry[category] = (ds.SeriesInstanceUID, list(ds.ImageOrientationPatient), list(ds.ImagePositionPatient))
+    assert geometry["flow_magnitude"] == geometry["flow_phase"]
+    flow = [u for u in scan(tmp_path).units if "_flow_" in Path(u.files[0]).parent.name]
+    assert len(flow) == 2 and {u.meta["paired"] for u in flow} == {1}

@@ -85,8 +85,10 @@ def phantom_image(path: Path, study_uid: str, series_uid: str, frame_uid: str, s
 
 
 def write_dicom_series(spec: SeriesSpec, out_dir: Path, subject: int, number: int, study_uid: str,
-                       series_uid: str, rng: np.random.Generator) -> list[Path]:
-    """One file per frame and slice position, with real geometry, timing and UIDs."""
+                       series_uid: str, rng: np.random.Generator,
+                       axes: tuple[np.ndarray, np.ndarray]) -> list[Path]:
+    """One file per frame and slice position, with real geometry, timing and UIDs; ``axes`` (row and column
+    directions) orient every slice but a scout's."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pixels, slope, intercept = _stored(spec)
     n_slices, n_frames, rows, cols = pixels.shape
@@ -94,9 +96,8 @@ def write_dicom_series(spec: SeriesSpec, out_dir: Path, subject: int, number: in
     paths = []
     instance = 0
     frame_uid = generate_uid(entropy_srcs=[study_uid, "frame-of-reference"])
-    series_axes = _orientation(_NORMALS[spec.plane], rng)  # one orientation for a stack's parallel slices
     for s in range(n_slices):
-        row_dir, col_dir = _orientation(_SCOUT_NORMALS[s % 3], rng) if spec.plane == "scout" else series_axes
+        row_dir, col_dir = _orientation(_SCOUT_NORMALS[s % 3], rng) if spec.plane == "scout" else axes
         n = np.cross(row_dir, col_dir)
         centre = n * (s - (n_slices - 1) / 2) * spec.slice_gap
         origin = centre - row_dir * cols / 2 * spec.spacing[1] - col_dir * rows / 2 * spec.spacing[0]
@@ -189,13 +190,17 @@ def write_subject(job: SubjectJob) -> list[tuple[str, str, str, int]]:
     apply_wrong_descriptions(series, job.wrong_descriptions, rng)
     study_uid = phantom_uid(job.seed, job.subject, "study")
     group_uids: dict[str, str] = {}
+    group_axes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     rows = []
     for number, spec in enumerate(series, start=1):
         key = spec.group or f"{number}"
         series_uid = group_uids.setdefault(key, phantom_uid(job.seed, job.subject, f"series={key}"))
         if job.fmt == "dicom":
             folder = job.out / f"sub-{job.subject:04d}" / f"{number:02d}_{spec.category}"
-            paths = write_dicom_series(spec, folder, job.subject, number, study_uid, series_uid, rng)
+            # one orientation for a stack's parallel slices, and for every image type of one acquisition
+            # (flow phase lies where its magnitude does); drawn for each series so that later ones keep theirs
+            axes = group_axes.setdefault(key, _orientation(_NORMALS[spec.plane], rng))
+            paths = write_dicom_series(spec, folder, job.subject, number, study_uid, series_uid, rng, axes)
         else:
             paths = write_nifti_series(spec, job.out / f"sub-{job.subject:04d}_{number:02d}_{spec.category}")
             for path in paths if job.sidecars else []:
