@@ -103,10 +103,12 @@ class ClusterConfig:
     plane_weight: float = 0.3
     #: weight of the pair flag (:mod:`deepmcat.stacks`: the examination holds another image type acquired
     #: alike, as flow magnitude holds its phase) in the final clustering and at inference; 0 leaves it out.
-    #: Off: 0.6 lifted torso (0.912 -> 0.941 purity) and blob (0.693 -> 0.736) but cost classic 0.18, whose
-    #: generator pairs only some of its flow series: a category paired in some examinations and not in others
-    #: (LGE with and without a PSIR image) is split (benchmarks/README.md, "The pair flag")
-    pair_weight: float = 0.0
+    #: 0.6: on the design families torso 0.912 -> 0.941 purity, blob 0.693 -> 0.736, classic unchanged (1.0
+    #: gains 0.001-0.008 more). A category paired in some examinations and not in others (LGE with and
+    #: without a PSIR image) is split by it: the classic generator's flow phase, written at another
+    #: orientation than its magnitude until 2026-12-07, lost 0.18 that way (benchmarks/README.md, "The pair
+    #: flag")
+    pair_weight: float = 0.6
     #: a unit whose novelty score (:mod:`deepmcat.novelty`: mean squared distance to its nearest training
     #: units) exceeds this percentile of the training units' scores against other examinations is answered
     #: "unknown" (a series when most of its units are); 0 switches the flag off. 99: on the design families
