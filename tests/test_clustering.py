@@ -64,3 +64,17 @@ def test_a_collection_barely_larger_than_k_is_still_cut():
 def test_an_unknown_final_method_is_refused_by_name(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         ClusterConfig(**bad)
+
+
+def test_unknown_coordinates_are_left_out_of_distances():
+    """NaN marks a coordinate a series read alone cannot know: its distances are taken over the others."""
+    from deepmcat.clustering import squared_distances
+
+    rng = np.random.default_rng(3)
+    x, centroids = rng.normal(size=(4, 5)), rng.normal(size=(3, 5))
+    full = ((x[:, None] - centroids[None]) ** 2).sum(-1)
+    assert squared_distances(x, centroids) == pytest.approx(full)
+    x[2, [1, 4]] = np.nan
+    d2 = squared_distances(x, centroids)
+    assert d2[2] == pytest.approx(((x[2, [0, 2, 3]] - centroids[:, [0, 2, 3]]) ** 2).sum(-1))
+    assert d2[[0, 1, 3]] == pytest.approx(full[[0, 1, 3]])

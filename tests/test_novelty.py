@@ -100,3 +100,20 @@ def test_the_structure_columns_weigh_structure_scale_times_as_much():
     assert NoveltyReference.from_state(old).structure_scale == 1.0
     with pytest.raises(ValueError, match="structure scale"):
         fit_reference(points, np.arange(30) % 6, neighbours=3, max_points=100, content_dims=4, structure_scale=0)
+
+
+def test_unknown_coordinates_are_left_out_of_the_score(monkeypatch):
+    """A series read alone may not know its stack size or pair flag (NaN): it is scored over the coordinates it
+    knows, against every reference point, in batches; the other rows as before."""
+    monkeypatch.setattr(novelty, "PARTIAL_BATCH", 2)
+    rng = np.random.default_rng(7)
+    points = np.hstack([unit_sphere(rng.normal(size=(30, 4))), rng.normal(scale=0.3, size=(30, 2))]).astype(np.float32)
+    reference = fit_reference(points, np.arange(30) % 6, neighbours=3, max_points=100)
+    query = np.hstack([unit_sphere(rng.normal(size=(5, 4))), rng.normal(scale=0.3, size=(5, 2))]).astype(np.float32)
+    whole = reference.scores(query)
+    query[1:4, 5] = np.nan
+    known = [0, 1, 2, 3, 4]
+    d2 = ((query[1:4, None, known] - points[None, :, known]) ** 2).sum(-1)
+    scores = reference.scores(query)
+    assert scores[1:4] == pytest.approx(np.sort(d2, axis=1)[:, :3].mean(axis=1), rel=1e-5)
+    assert scores[[0, 4]] == pytest.approx(whole[[0, 4]]) and np.isfinite(scores).all()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from deepmcat.io import scan
-from deepmcat.structure import COUNTS, PAIRED, PLANE, StructureScale, plane_axis, series_structure
+from deepmcat.structure import (COUNTS, PAIRED, PLANE, StructureScale, observed_structure, plane_axis,
+                                 series_structure)
 from tests.helpers import write_dicom
 
 
@@ -114,3 +115,26 @@ def test_the_generators_flow_phase_lies_where_its_magnitude_does(tmp_path):
     assert geometry["flow_magnitude"] == geometry["flow_phase"]
     flow = [u for u in scan(tmp_path).units if "_flow_" in Path(u.files[0]).parent.name]
     assert len(flow) == 2 and {u.meta["paired"] for u in flow} == {1}
+
+
+def test_a_series_read_alone_leaves_its_stack_and_pair_unknown(tmp_path):
+    """Read with its examination, a one-slice magnitude series knows it is paired and a one-slice series
+    knows it is one slice; read alone, an unpaired one-slice series cannot know either (NaN), while a series
+    holding both image types still knows it is paired, and a multi-slice stack its size."""
+    frames = np.ones((3, 8, 8), np.uint16)
+    write_dicom(tmp_path / "mag" / "1.dcm", frames, "7.1", image_type=["ORIGINAL", "PRIMARY", "M"])
+    write_dicom(tmp_path / "phase" / "1.dcm", frames, "7.2", image_type=["ORIGINAL", "PRIMARY", "P"])
+    whole = observed_structure(scan(tmp_path).units)
+    assert not np.isnan(whole).any() and whole[:, PAIRED].tolist() == [1.0, 1.0]
+    alone = observed_structure(scan(tmp_path / "mag").units)
+    assert np.isnan(alone[0, 0]) and np.isnan(alone[0, PAIRED]) and not np.isnan(alone[0, 1 : PAIRED]).any()
+    assert series_structure(scan(tmp_path / "mag").units)[0, PAIRED] == 0.0  # training counts what it sees
+    both = tmp_path / "both"
+    write_dicom(both / "1.dcm", frames, "7.3", image_type=["ORIGINAL", "PRIMARY", "M"])
+    write_dicom(both / "2.dcm", frames, "7.3", image_type=["ORIGINAL", "PRIMARY", "P"], instance=2)
+    assert observed_structure(scan(both).units)[:, PAIRED].tolist() == [1.0, 1.0]
+    stack = tmp_path / "stack"
+    for k in range(3):
+        write_dicom(stack / f"{k}.dcm", frames, "7.4", position=(0.0, 0.0, 8.0 * k), instance=k + 1)
+    sizes = observed_structure(scan(stack).units)[:, 0]
+    assert sizes == pytest.approx([np.log2(3)] * 3)

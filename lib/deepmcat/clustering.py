@@ -125,8 +125,13 @@ def spectral_clusters(x: np.ndarray, k: int, neighbours: int, seed: int = 0, max
 
 
 def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """(n, k) squared Euclidean distances."""
-    return np.maximum((x**2).sum(1)[:, None] - 2 * x @ centroids.T + (centroids**2).sum(1)[None], 0.0)
+    """(n, k) squared Euclidean distances. A NaN coordinate of a row of ``x`` is unknown
+    (:func:`deepmcat.structure.observed_structure`) and left out of that row's distances."""
+    unknown = np.isnan(x)
+    if not unknown.any():
+        return np.maximum((x**2).sum(1)[:, None] - 2 * x @ centroids.T + (centroids**2).sum(1)[None], 0.0)
+    x, mask = np.where(unknown, 0.0, x), (~unknown).astype(x.dtype)  # sum over the known coordinates only
+    return np.maximum((x**2).sum(1)[:, None] - 2 * x @ centroids.T + mask @ (centroids**2).T, 0.0)
 
 
 def content_distances(x: np.ndarray, centroids: np.ndarray, dims: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from deepmcat.config import PreprocessConfig
 from deepmcat.io import ReadError, Unit, read_unit, release_volume, scan
 from deepmcat.parallel import ordered_map
 from deepmcat.preprocess import canonical
-from deepmcat.structure import series_structure
+from deepmcat.structure import observed_structure, series_structure
 
 
 #: decoding and the canonical tensor take ~5 ms a unit on one core of the 2-core machine; starting the fork
@@ -46,6 +46,12 @@ class Collection:
     def structure(self) -> np.ndarray:
         """Each unit's series structure (:func:`deepmcat.structure.series_structure`), in unit order."""
         return series_structure(self.units)
+
+    @property
+    def observed_structure(self) -> np.ndarray:
+        """The same as inference compares it: what these units cannot know of their examination unknown
+        (:func:`deepmcat.structure.observed_structure`)."""
+        return observed_structure(self.units)
 
 
 def _load_one(unit: Unit, cfg: PreprocessConfig) -> np.ndarray | str:

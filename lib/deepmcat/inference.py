@@ -286,7 +286,7 @@ def classify_path(model: Model, path: str | Path, k: int = 3) -> dict:
     """:func:`describe` of everything in one file or folder; :class:`ReadError` when nothing is readable."""
     collection = load_path(path, model.config.preprocess)
     return describe(model, collection.units,
-                    model.predict(collection.tensors, k, collection.acquisitions, collection.structure))
+                    model.predict(collection.tensors, k, collection.acquisitions, collection.observed_structure))
 
 
 class ModelCache:

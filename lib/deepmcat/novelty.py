@@ -20,8 +20,13 @@ from functools import cached_property
 import faiss
 import numpy as np
 
+from deepmcat.clustering import squared_distances
+
 #: percentiles 0, 1, ..., 100 are stored; a threshold in between is interpolated
 PERCENTILES = np.arange(101)
+#: embeddings with unknown coordinates scored at a time, each against every reference point (20,000 points:
+#: ~80 MB of distances)
+PARTIAL_BATCH = 1024
 
 
 @dataclass
@@ -43,9 +48,17 @@ class NoveltyReference:
         """(n,) novelty scores of embeddings (higher: less like any training unit)."""
         if not len(embedded):
             return np.zeros(0)
-        distances, _ = self._index.search(_weigh_structure(embedded, self.content_dims, self.structure_scale),
-                                          self.k)
-        return distances.mean(axis=1).astype(np.float64)
+        x = _weigh_structure(embedded, self.content_dims, self.structure_scale)
+        partial = np.isnan(x).any(axis=1)  # coordinates a series read alone cannot know: searched without them
+        scores = np.empty(len(x), np.float64)
+        if not partial.all():
+            scores[~partial] = self._index.search(x[~partial], self.k)[0].mean(axis=1)
+        rows = np.flatnonzero(partial)
+        for start in range(0, len(rows), PARTIAL_BATCH):
+            chunk = rows[start : start + PARTIAL_BATCH]
+            d2 = squared_distances(x[chunk], self.points)
+            scores[chunk] = np.partition(d2, self.k - 1, axis=1)[:, : self.k].mean(axis=1)
+        return scores
 
     def threshold(self, percentile: float) -> float:
         return float(np.interp(percentile, PERCENTILES, self.percentiles))

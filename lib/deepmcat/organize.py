@@ -184,10 +184,11 @@ class Organizer:
                 if not collection.units:
                     row["error"] = collection.failed[0][1] if collection.failed else "no readable image"
                     return row, None
-                embedded = self.model.embed(collection.tensors, collection.acquisitions, collection.structure)
+                embedded = self.model.embed(collection.tensors, collection.acquisitions,
+                                            collection.observed_structure)
                 preds = self.model.predict_embedded(embedded, k=1)
                 vote = series_vote(preds)
-                embedding = embedded.mean(axis=0)
+                embedding = np.nan_to_num(embedded).mean(axis=0)  # an unknown count at its training mean, unpaired
                 self._thumbnail(ref.uid, collection.tensors)
                 self._place(ref, vote.category, [f for u in collection.units for f in u.files], folder)
         except SourceUnavailable:

@@ -31,7 +31,7 @@ def predict_rows(model, collection, root: Path, cache: TensorCache | None = None
         keys = collection.keys or [unit_key(u) for u in collection.units]
         features = model.features(collection.tensors, keys, cache.features(model.identity, model.feature_dim))
     preds = model.predict(collection.tensors, k=3, acquisitions=collection.acquisitions,
-                          structure=collection.structure, features=features)
+                          structure=collection.observed_structure, features=features)
     by_acquisition = defaultdict(list)
     for unit, pred in zip(collection.units, preds):
         by_acquisition[unit.acquisition].append(pred)

