@@ -128,6 +128,10 @@ def test_a_series_read_alone_leaves_its_stack_and_pair_unknown(tmp_path):
     assert not np.isnan(whole).any() and whole[:, PAIRED].tolist() == [1.0, 1.0]
     alone = observed_structure(scan(tmp_path / "mag").units)
     assert np.isnan(alone[0, 0]) and np.isnan(alone[0, PAIRED]) and not np.isnan(alone[0, 1 : PAIRED]).any()
+    # one series of a scanned folder (organize's): the scan saw the examination, so "unpaired" is known
+    write_dicom(tmp_path / "cine" / "1.dcm", np.ones((3, 10, 8), np.uint16), "7.5")
+    cine = [u for u in scan(tmp_path).units if u.series_uid == "7.5"]
+    assert observed_structure(cine)[0, [0, PAIRED]].tolist() == [0.0, 0.0]
     assert series_structure(scan(tmp_path / "mag").units)[0, PAIRED] == 0.0  # training counts what it sees
     both = tmp_path / "both"
     write_dicom(both / "1.dcm", frames, "7.3", image_type=["ORIGINAL", "PRIMARY", "M"])

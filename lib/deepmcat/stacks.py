@@ -36,8 +36,12 @@ def merge_stacks(units: Sequence[Unit]) -> int:
         if unit.meta.get("shape") and _signature(unit) in merged:
             unit.meta["stack"] = f"stack-{zlib.crc32(repr(_signature(unit)).encode()):08x}"
     sizes = Counter(unit.stack for unit in units)
+    series_in_study: dict[str, set] = defaultdict(set)
+    for unit in units:
+        series_in_study[unit.study].add(unit.series_uid)
     for unit in units:
         unit.meta["stack_units"] = sizes[unit.stack]
+        unit.meta["study_series"] = len(series_in_study[unit.study])
     mark_pairs(units)
     return len(merged)
 

@@ -58,9 +58,10 @@ def series_structure(units: Sequence[Unit]) -> np.ndarray:
 
 
 def observed_structure(units: Sequence[Unit]) -> np.ndarray:
-    """:func:`series_structure` as inference compares it: for a unit whose examination has only this one series
-    among ``units``, a stack of one slice and an unset pair flag are unknown (NaN), not "one slice" and
-    "unpaired": its siblings, or its phase, may lie in series that were not read with it. Measured on the torso
+    """:func:`series_structure` as inference compares it: for a unit whose examination had only this one series
+    in the scan that read it (``study_series``, :func:`deepmcat.stacks.merge_stacks`; else counted among
+    ``units``), a stack of one slice and an unset pair flag are unknown (NaN), not "one slice" and "unpaired":
+    its siblings, or its phase, may lie in series that were not read with it. Measured on the torso
     family: read series by series, 97 of 124 flow magnitude files and 572 of 581 short-axis files (a series per
     slice) changed cluster when these counted as known. :func:`deepmcat.clustering.squared_distances` leaves NaN
     coordinates out."""
@@ -68,7 +69,7 @@ def observed_structure(units: Sequence[Unit]) -> np.ndarray:
     series_of: dict[str, set] = defaultdict(set)
     for u in units:
         series_of[u.study].add(u.series_uid)
-    alone = np.array([len(series_of[u.study]) == 1 for u in units], bool)
+    alone = np.array([(u.meta.get("study_series") or len(series_of[u.study])) == 1 for u in units], bool)
     raw[alone & (raw[:, 0] == 0), 0] = np.nan
     raw[alone & (raw[:, PAIRED] == 0), PAIRED] = np.nan
     return raw
