@@ -492,3 +492,28 @@ def test_real_cmr_examination_groups_into_its_series():
     assert n_frames == 399
     sizes = [read_unit(u).array.shape for u in report.units[:5]]
     assert all(len(s) == 3 for s in sizes)
+
+
+def test_nifti_magnitude_and_phase_without_sidecars_are_paired_by_their_sign(tmp_path):
+    """Without an image type, two one-slice files of one examination at one position and grid are magnitude
+    and phase when one holds signed values and the other does not: both are paired. Two unsigned files at one
+    position (a repeat) are not, nor a signed file at another position or with another frame count."""
+    rng = np.random.default_rng(0)
+
+    def flow(name: str, z: float, signed: bool, frames: int = 6) -> None:
+        affine = np.eye(4)
+        affine[2, 3] = z
+        data = rng.random((8, 8, 1, frames)).astype(np.float32)
+        nib.save(nib.Nifti1Image(2 * data - 1 if signed else data, affine), tmp_path / f"{name}.nii.gz")
+
+    flow("sub-01_s01", 0.0, signed=False)
+    flow("sub-01_s02", 0.0, signed=True)  # its phase
+    flow("sub-01_s03", 30.0, signed=False)
+    flow("sub-01_s04", 30.0, signed=False)  # a repeat at one position
+    flow("sub-01_s05", 50.0, signed=False)
+    flow("sub-01_s06", 60.0, signed=True)  # signed, but elsewhere
+    flow("sub-01_s07", 70.0, signed=False)
+    flow("sub-01_s08", 70.0, signed=True, frames=9)  # signed, at one position, another frame count
+    paired = {Path(u.files[0]).name.split(".")[0]: u.meta["paired"] for u in scan(tmp_path).units}
+    assert paired == {"sub-01_s01": 1, "sub-01_s02": 1, "sub-01_s03": 0, "sub-01_s04": 0, "sub-01_s05": 0,
+                      "sub-01_s06": 0, "sub-01_s07": 0, "sub-01_s08": 0}

@@ -19,7 +19,7 @@ from deepmcat.dicom import group_dicom, read_dicom_unit
 from deepmcat.sidecars import join_numbered_planes
 from deepmcat.stacks import merge_stacks
 from deepmcat.units import ReadError, ScanReport, Unit, UnitPixels, sample_frames
-from deepmcat.volumes import is_volume_file, read_volume_unit, release_volume, volume_units
+from deepmcat.volumes import is_volume_file, mark_signed_pairs, read_volume_unit, release_volume, volume_units
 
 __all__ = ["ReadError", "ScanReport", "Unit", "UnitPixels", "list_files", "read_unit", "release_volume",
            "sample_frames", "scan"]
@@ -75,6 +75,7 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], workers: int | 
     units.extend(dicom_units)
     skipped.extend(dicom_skipped)
     merge_stacks(units)
+    mark_signed_pairs(units)
     for path, reason in skipped:
         log.debug("skipped %s: %s", path, reason)
     return ScanReport(units, skipped, len(files))

@@ -4,8 +4,11 @@ slice position (its frames along the last axis), decoded once for all of them.""
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from functools import lru_cache
+from itertools import combinations
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -114,6 +117,43 @@ def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]
     # 4-D with one slice: its frames; 3-D: its slices (read_volume_unit)
     depth = dims[3] if len(dims) == 4 else dims[2] if len(dims) == 3 else 1
     return [Unit(f"{series}/vol", series, [path], "volume", dict(meta, depth=depth))]
+
+
+def mark_signed_pairs(units: Sequence[Unit]) -> None:
+    """The pair flag of files without a sidecar's image type (:func:`deepmcat.stacks.mark_pairs` reads it from
+    image types): two one-slice files of one examination with the same grid, a plane within
+    :data:`~deepmcat.stacks.PAIR_ANGLE` and one slice position are a magnitude and its phase, both ``paired``,
+    when one holds signed values and the other does not; a repeated acquisition at one position (both
+    unsigned) is not. Reads the pixels of those files only."""
+    from deepmcat.preprocess import is_signed, percentiles  # preprocess imports the readers
+    from deepmcat.stacks import PAIR_ANGLE, SAME_POSITION
+
+    alike: dict[tuple, list[Unit]] = defaultdict(list)
+    for unit in units:
+        if unit.source == "volume" and not unit.meta.get("image_type") and unit.meta.get("position") is not None:
+            alike[unit.study, unit.meta["grid"]].append(unit)
+    signed: dict[str, bool | None] = {}
+
+    def holds_signed(path: str) -> bool | None:
+        if path not in signed:
+            try:
+                values = _read_volume(path)[0]
+                values = values[np.isfinite(values)]
+                signed[path] = bool(values.size) and is_signed(values, *percentiles(values, (1.0, 99.0)))
+            except ReadError:
+                signed[path] = None
+        return signed[path]
+
+    cos = np.cos(np.deg2rad(PAIR_ANGLE))
+    for group in alike.values():
+        for a, b in combinations(group, 2):
+            if (a.files[0] == b.files[0] or abs(a.meta["position"] - b.meta["position"]) >= SAME_POSITION
+                    or abs(float(np.dot(a.meta["normal"], b.meta["normal"]))) < cos):
+                continue
+            kinds = {holds_signed(a.files[0]), holds_signed(b.files[0])}
+            if kinds == {True, False}:
+                a.meta["paired"] = b.meta["paired"] = 1
+    release_volume()
 
 
 def read_volume_unit(unit: Unit, frames: int | None) -> UnitPixels:
