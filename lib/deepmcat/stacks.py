@@ -51,6 +51,11 @@ def merge_stacks(units: Sequence[Unit]) -> int:
 PAIR_ANGLE = 5.0
 
 
+def same_plane(normal: Sequence[float], other: Sequence[float]) -> bool:
+    """Whether two scan planes lie within :data:`PAIR_ANGLE` of each other (the normals' signs ignored)."""
+    return abs(float(np.dot(normal, other))) >= np.cos(np.deg2rad(PAIR_ANGLE))
+
+
 def mark_pairs(units: Sequence[Unit]) -> None:
     """Record in each unit's metadata whether its examination holds units of another image type with the same
     matrix, pixel spacing and frame count and a scan plane within :data:`PAIR_ANGLE` (``paired``: 1 or 0; 0
@@ -60,12 +65,11 @@ def mark_pairs(units: Sequence[Unit]) -> None:
         if unit.meta.get("grid") and unit.meta.get("normal"):
             alike[unit.study, unit.meta["grid"]].append((unit.meta.get("image_type", ""),
                                                          np.asarray(unit.meta["normal"])))
-    cos = np.cos(np.deg2rad(PAIR_ANGLE))
     for unit in units:
         grid, normal = unit.meta.get("grid"), unit.meta.get("normal")
         others = alike.get((unit.study, grid), []) if grid and normal else []
         kind = unit.meta.get("image_type", "")
-        unit.meta["paired"] = int(any(t != kind and abs(float(n @ np.asarray(normal))) >= cos for t, n in others))
+        unit.meta["paired"] = int(any(t != kind and same_plane(n, normal) for t, n in others))
 
 
 #: slices of a stack lie at least this far apart along their normal (mm)

@@ -14,6 +14,7 @@ import numpy as np
 
 from deepmcat import limits
 from deepmcat.sidecars import volume_meta
+from deepmcat.stacks import SAME_POSITION, same_plane
 from deepmcat.units import ReadError, Unit, UnitPixels, frames_to_read
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -121,12 +122,11 @@ def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]
 
 def mark_signed_pairs(units: Sequence[Unit]) -> None:
     """The pair flag of files without a sidecar's image type (:func:`deepmcat.stacks.mark_pairs` reads it from
-    image types): two one-slice files of one examination with the same grid, a plane within
-    :data:`~deepmcat.stacks.PAIR_ANGLE` and one slice position are a magnitude and its phase, both ``paired``,
-    when one holds signed values and the other does not; a repeated acquisition at one position (both
-    unsigned) is not. Reads the pixels of those files only."""
+    image types): two one-slice files of one examination with the same grid, one plane
+    (:func:`deepmcat.stacks.same_plane`) and one slice position are a magnitude and its phase, both
+    ``paired``, when one holds signed values and the other does not; a repeated acquisition at one position
+    (both unsigned) is not. Reads the pixels of those files only."""
     from deepmcat.preprocess import is_signed, percentiles  # preprocess imports the readers
-    from deepmcat.stacks import PAIR_ANGLE, SAME_POSITION
 
     alike: dict[tuple, list[Unit]] = defaultdict(list)
     for unit in units:
@@ -144,11 +144,10 @@ def mark_signed_pairs(units: Sequence[Unit]) -> None:
                 signed[path] = None
         return signed[path]
 
-    cos = np.cos(np.deg2rad(PAIR_ANGLE))
     for group in alike.values():
         for a, b in combinations(group, 2):
             if (a.files[0] == b.files[0] or abs(a.meta["position"] - b.meta["position"]) >= SAME_POSITION
-                    or abs(float(np.dot(a.meta["normal"], b.meta["normal"]))) < cos):
+                    or not same_plane(a.meta["normal"], b.meta["normal"])):
                 continue
             kinds = {holds_signed(a.files[0]), holds_signed(b.files[0])}
             if kinds == {True, False}:
