@@ -117,6 +117,24 @@ def test_the_generators_flow_phase_lies_where_its_magnitude_does(tmp_path):
     assert len(flow) == 2 and {u.meta["paired"] for u in flow} == {1}
 
 
+def test_the_torso_generators_three_chamber_plane_lies_between_its_two_and_four_chamber_planes():
+    """The 3-chamber plane holds the apex, the mitral and the aortic valve; the aortic valve sits toward the
+    septum, so the plane lies between the 4- and 2-chamber planes (30-60 degrees from each), not within a few
+    degrees of the 2-chamber plane, where an aortic root drawn on the LV axis put it (a picture no archive
+    holds twice)."""
+    from deepmcat.families import torso
+
+    def angle(a, b):
+        return np.degrees(np.arccos(min(1.0, abs(float(a @ b)))))
+
+    for subject in range(20):
+        rng = np.random.default_rng(subject)
+        planes = torso.views(torso.Body.draw(rng), rng)
+        assert 30 <= angle(planes["3ch"].normal, planes["2ch"].normal) <= 60
+        assert 30 <= angle(planes["3ch"].normal, planes["4ch"].normal) <= 60
+        assert angle(planes["2ch"].normal, planes["4ch"].normal) == pytest.approx(90)
+
+
 def test_a_series_read_alone_leaves_its_stack_and_pair_unknown(tmp_path):
     """Read with its examination, a one-slice magnitude series knows it is paired and a one-slice series
     knows it is one slice; read alone, an unpaired one-slice series cannot know either (NaN), while a series

@@ -88,7 +88,11 @@ class Body:
         if septal[0] > 0:  # the right ventricle lies to the patient's right
             septal = -septal
         length, radius = rng.uniform(38, 50), rng.uniform(20, 27)
-        root = heart - long_axis * length * 0.75 - septal * 4 + np.array([0, -4.0, 8])
+        # The aortic valve sits beside the mitral valve, toward the septum and anterior-superior, so the
+        # 3-chamber plane (apex, mitral and aortic valves) lies between the 4- and 2-chamber planes.
+        toward = np.radians(rng.uniform(35, 60))
+        beside = septal * np.cos(toward) - np.cross(long_axis, septal) * np.sin(toward)
+        root = heart - long_axis * length * 0.75 + beside * rng.uniform(14, 20)
         top = root + np.array([-10.0, 5, rng.uniform(55, 75)])
         arch = top + np.array([18.0, 35, 18])
         descending_top = np.array([heart[0] - 5, heart[1] + 85, top[2] - 5])
