@@ -3,6 +3,7 @@ where results are saved, and this process's memory."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -11,13 +12,46 @@ from pathlib import Path
 
 from deepmcat.provenance import machine
 
-__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "machine", "rss_mb", "save"]
+__all__ = ["DATA", "GENERATOR", "HERE", "METRICS", "REAL", "RESULTS", "fresh", "machine", "rss_mb", "save",
+           "source_stamp", "stamp"]
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DATA = HERE / ".data"
 REAL = HERE.parents[1] / "shared" / "data" / "real"
 METRICS = ("purity", "nmi", "ari", "acc", "worst_recall")
+LIB = HERE.parent / "lib" / "deepmcat"
+#: the library sources that write generated data (a model depends on every source)
+GENERATOR = ("generate.py", "phantoms.py", "sidecars.py", "families")
+STAMP = ".source-stamp"
+
+
+def source_stamp(*parts: str) -> str:
+    """A hash of the library sources that make a cached product (``parts`` under lib/deepmcat; none: all of
+    them), so that data or a model made by older code is not taken for today's."""
+    digest = hashlib.sha256()
+    for part in parts or (".",):
+        path = LIB / part
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(LIB).as_posix().encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fresh(folder: Path, source: str, product: str) -> bool:
+    """Whether ``folder`` holds ``product`` made by the sources stamped ``source``. A stale or half-made
+    folder is removed, so that the caller makes it anew (and then calls :func:`stamp`)."""
+    marker = folder / STAMP
+    if (folder / product).is_file() and marker.is_file() and marker.read_text() == source:
+        return True
+    if folder.exists():
+        print(f"{folder.name}: made by other code (or unfinished), made anew", flush=True)
+        shutil.rmtree(folder)
+    return False
+
+
+def stamp(folder: Path, source: str) -> None:
+    (folder / STAMP).write_text(source)
 
 
 def save(name: str, result: dict) -> Path:
