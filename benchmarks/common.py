@@ -9,10 +9,11 @@ import os
 import resource
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from deepmcat.provenance import machine
 
-__all__ = ["DATA", "GENERATOR", "HERE", "METRICS", "REAL", "RESULTS", "fresh", "machine", "rss_mb", "save",
+__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "fresh", "generated", "machine", "rss_mb", "save",
            "source_stamp", "stamp"]
 
 HERE = Path(__file__).resolve().parent
@@ -52,6 +53,16 @@ def fresh(folder: Path, source: str, product: str) -> bool:
 
 def stamp(folder: Path, source: str) -> None:
     (folder / STAMP).write_text(source)
+
+
+def generated(folder: Path, make: Callable[[Path], object]) -> Path:
+    """``folder`` as ``make`` writes a generated set into it (complete once its labels.csv exists), made
+    once per version of the generator's sources."""
+    source = source_stamp(*GENERATOR)
+    if not fresh(folder, source, "labels.csv"):
+        make(folder)
+        stamp(folder, source)
+    return folder
 
 
 def save(name: str, result: dict) -> Path:

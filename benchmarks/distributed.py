@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import HERE, RESULTS, machine
+from benchmarks.common import HERE, RESULTS, generated, machine
 from deepmcat.labels import read_labels, unit_truth
 from deepmcat.data import load_collection
 from deepmcat.generate import generate
@@ -40,9 +40,8 @@ def main() -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64, help="global batch (split over ranks)")
     args = p.parse_args()
 
-    data = HERE / ".data" / f"cmr-imbalanced-{args.subjects}s-seed0"
-    if not (data / "labels.csv").is_file():
-        generate(data, args.subjects, seed=0, balanced=False, progress=False)
+    data = generated(HERE / ".data" / f"cmr-imbalanced-{args.subjects}s-seed0",
+                     lambda out: generate(out, args.subjects, seed=0, balanced=False, progress=False))
     bin_dir = Path(sys.executable).parent
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count()

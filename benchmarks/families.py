@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.common import DATA, GENERATOR, fresh, machine, save, source_stamp, stamp  # noqa: E402
+from benchmarks.common import DATA, generated, machine, save  # noqa: E402
 from deepmcat.clustering import FeatureTransform, embed_units, fit_clusters, group_means, squared_distances  # noqa: E402
 from deepmcat.config import ClusterConfig, DeepMCATConfig  # noqa: E402
 from deepmcat.data import Collection, load_collection  # noqa: E402
@@ -63,12 +63,9 @@ SETS = {"classic": ("classic", "dicom"), "torso": ("torso", "dicom"), "blob": ("
 def dataset(name: str, subjects: int, seed: int, balanced: bool = False) -> Path:
     """A generated set of one family and format, made under benchmarks/.data once per generator version."""
     family, fmt = SETS[name]
-    data = DATA / f"{name}-{'balanced' if balanced else 'imbalanced'}-{subjects}s-seed{seed}"
-    source = source_stamp(*GENERATOR)
-    if not fresh(data, source, "labels.csv"):
-        generate(data, subjects, seed=seed, balanced=balanced, fmt=fmt, family=family, progress=False, workers=0)
-        stamp(data, source)
-    return data
+    return generated(DATA / f"{name}-{'balanced' if balanced else 'imbalanced'}-{subjects}s-seed{seed}",
+                     lambda out: generate(out, subjects, seed=seed, balanced=balanced, fmt=fmt, family=family,
+                                          progress=False, workers=0))
 
 
 class Scorer:

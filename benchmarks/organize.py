@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.common import GENERATOR, HERE, RESULTS, fresh, machine, source_stamp, stamp
+from benchmarks.common import HERE, RESULTS, fresh, generated, machine, source_stamp, stamp
 from deepmcat import checkpoint
 from deepmcat.generate import generate
 from deepmcat.sources import FolderSource
@@ -70,20 +70,15 @@ def main() -> None:
     args = p.parse_args()
 
     subjects = math.ceil(args.series / SERIES_PER_SUBJECT) + 1
-    data = HERE / ".data" / f"archive-{subjects}s"
-    generator = source_stamp(*GENERATOR)
-    if not fresh(data, generator, "labels.csv"):
-        generate(data, subjects, seed=0, balanced=False, wrong_descriptions=0.1)
-        stamp(data, generator)
+    data = generated(HERE / ".data" / f"archive-{subjects}s",
+                     lambda out: generate(out, subjects, seed=0, balanced=False, wrong_descriptions=0.1))
     n_series = len(FolderSource(data))
     model = HERE / ".models" / "organize-small"
     bin_dir = Path(sys.executable).parent
     library = source_stamp()
     if not fresh(model, library, checkpoint.MODEL):
-        small = HERE / ".data" / "archive-train-4s"
-        if not fresh(small, generator, "labels.csv"):
-            generate(small, 4, seed=1, balanced=False, progress=False)
-            stamp(small, generator)
+        small = generated(HERE / ".data" / "archive-train-4s",
+                          lambda out: generate(out, 4, seed=1, balanced=False, progress=False))
         subprocess.run([str(bin_dir / "deepmcat"), "train", "--data", str(small), "--out", str(model), "--clusters",
                         "12", "--warmup-epochs", "10", "--epochs", "1", "--quiet"], check=True)
         stamp(model, library)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import DATA, machine, save  # noqa: E402
+from benchmarks.common import DATA, generated, machine, save  # noqa: E402
 from deepmcat.cache import TensorCache  # noqa: E402
 from deepmcat.config import PreprocessConfig  # noqa: E402
 from deepmcat.data import load_collection  # noqa: E402
@@ -62,11 +62,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed loads without the cache, median reported")
     p.add_argument("--tag", default="", help="added to the JSON's name (runs of one day keep apart)")
     args = p.parse_args()
-    data = DATA / f"demo-{args.subjects}s-seed{args.seed}"
-    if not (data / "labels.csv").is_file():
-        from deepmcat.generate import generate
+    from deepmcat.generate import generate
 
-        generate(data, args.subjects, seed=args.seed, balanced=False, progress=False)
+    data = generated(DATA / f"demo-{args.subjects}s-seed{args.seed}",
+                     lambda out: generate(out, args.subjects, seed=args.seed, balanced=False, progress=False))
     result: dict = {"date": dt.date.today().isoformat(), "machine": machine(), "data": data.name, "loads": []}
     for workers in (1, 0):
         result["loads"].append(timed_load(data, workers, None, args.repeats))

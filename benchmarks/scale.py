@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import DATA, RESULTS, machine, rss_mb, save  # noqa: E402
+from benchmarks.common import DATA, RESULTS, generated, machine, rss_mb, save  # noqa: E402
 from deepmcat.cache import RowView, TensorCache  # noqa: E402
 from deepmcat.config import DeepMCATConfig  # noqa: E402
 
@@ -222,11 +222,10 @@ def main() -> None:
         print(json.dumps(fn(int(rest[0]), *(int(x) if x.isdigit() else x for x in rest[1:]))))
         return
 
-    seed_data = DATA / "classic-imbalanced-16s-seed7"
-    if not (seed_data / "labels.csv").is_file():
-        from deepmcat.generate import generate
+    from deepmcat.generate import generate
 
-        generate(seed_data, 16, seed=7, balanced=False, progress=False, family="classic")
+    seed_data = generated(DATA / "classic-imbalanced-16s-seed7",
+                          lambda out: generate(out, 16, seed=7, balanced=False, progress=False, family="classic"))
     fill_store(max(args.sizes + [args.full]), seed_data)
     name = f"scale-{dt.date.today().isoformat()}"
     result: dict = {"date": dt.date.today().isoformat(), "machine": machine(), "timed_units": args.timed_units,

@@ -1,12 +1,12 @@
 """What ``deepmcat train`` costs with the defaults on an archive of about 1,500 units (issue 15: its CPU time
 must stay under 15 minutes on the 2-core machine).
 
-    python -m benchmarks.train_time [--subjects 60] [--seed 11] [--device auto] [--centre-crop F]
+    python -m benchmarks.train_time [--subjects 60] [--seed 11] [--device auto] [--centre-crop F] [--tag TAG]
 
 Generates the classic family's imbalanced subjects once (60 subjects: ~1,500 units), runs ``deepmcat train
 --cache off`` in a child process (reading the files is part of the cost) and reports its wall time, CPU time
 (user + system, the child and its reading workers) and peak RSS, and the units trained on. Writes
-``benchmarks/results/train-time-<units>u-<date>.json``.
+``benchmarks/results/train-time-<units>u-<date>[-TAG].json``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.common import DATA, machine, save
+from benchmarks.common import DATA, generated, machine, save
 from deepmcat.generate import generate
 
 
@@ -31,11 +31,11 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--centre-crop", dest="centre_crop", type=float,
                    help="train's --centre-crop (default: train's own default), to price the second scale")
+    p.add_argument("--tag", default="", help="added to the JSON's name (runs of one day keep apart)")
     args = p.parse_args()
 
-    data = DATA / f"classic-imbalanced-{args.subjects}s-seed{args.seed}"
-    if not (data / "labels.csv").is_file():
-        generate(data, args.subjects, seed=args.seed, balanced=False, progress=False)
+    data = generated(DATA / f"classic-imbalanced-{args.subjects}s-seed{args.seed}",
+                     lambda out: generate(out, args.subjects, seed=args.seed, balanced=False, progress=False))
     with tempfile.TemporaryDirectory() as out:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
@@ -56,7 +56,8 @@ def main() -> None:
               "peak_rss_mb": round(after.ru_maxrss / 1024, 1)}
     print(result)
     crop = "" if args.centre_crop is None else f"-centre-crop-{args.centre_crop:g}"
-    print("saved", save(f"train-time-{units}u-{result['date']}{crop}", result))
+    tag = f"-{args.tag}" if args.tag else ""
+    print("saved", save(f"train-time-{units}u-{result['date']}{crop}{tag}", result))
 
 
 if __name__ == "__main__":
