@@ -59,6 +59,38 @@ def test_interrupted_generation_leaves_no_labels_csv(tmp_path, monkeypatch):
     assert list(tmp_path.glob("sub-0001/*")) and not list(tmp_path.glob("labels.csv*"))
 
 
+def test_a_benchmark_set_is_reused_only_while_the_generator_is_the_same(tmp_path, monkeypatch):
+    """benchmarks.common.generated makes a set once per version of the generator's sources: reused while they
+    are unchanged, made anew (the stale folder removed first) when they changed or a run left it unfinished."""
+    from benchmarks import common
+
+    made = []
+
+    def make(out):
+        made.append(out)
+        out.mkdir(parents=True)
+        (out / "labels.csv").write_text("path,category\n")
+
+    folder = tmp_path / "set"
+    monkeypatch.setattr(common, "source_stamp", lambda *parts: "version-1")
+    assert common.generated(folder, make) == folder and common.generated(folder, make) == folder
+    assert len(made) == 1
+    monkeypatch.setattr(common, "source_stamp", lambda *parts: "version-2")
+    (folder / "stale.dcm").write_text("")
+    common.generated(folder, make)
+    assert len(made) == 2 and not (folder / "stale.dcm").exists()
+    (folder / "labels.csv").unlink()  # as an interrupted generation leaves it
+    common.generated(folder, make)
+    assert len(made) == 3 and (folder / "labels.csv").is_file()
+
+
+def test_the_source_stamp_follows_the_files_it_hashes():
+    from benchmarks.common import GENERATOR, source_stamp
+
+    assert source_stamp(*GENERATOR) == source_stamp(*GENERATOR)
+    assert len({source_stamp(*GENERATOR), source_stamp("generate.py"), source_stamp()}) == 3
+
+
 @pytest.mark.integration  # whole training runs
 def test_train_predict_evaluate_end_to_end(tiny_phantoms, tmp_path):
     from sklearn.metrics import normalized_mutual_info_score
