@@ -57,6 +57,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "stem_stride2_centre_crop": {"model": {"stem_stride": 2}, "preprocess": {"centre_crop": 0.5}},
     "size96_stem_stride2": {"preprocess": {"size": 96}, "model": {"stem_stride": 2}},
     "warmup90": {"train": {"warmup_epochs": 90}},
+    "epochs15": {"train": {"epochs": 15}},
     "motion": {"model": {"motion": True}},
     "no_whiten": {"cluster": {"whiten": False}},
 }
