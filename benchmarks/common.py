@@ -13,8 +13,8 @@ from typing import Callable
 
 from deepmcat.provenance import machine
 
-__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "fresh", "generated", "machine", "rss_mb", "save",
-           "source_stamp", "stamp"]
+__all__ = ["DATA", "HERE", "METRICS", "REAL", "RESULTS", "cached", "generated", "machine", "rss_mb", "save",
+           "source_stamp"]
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -39,30 +39,23 @@ def source_stamp(*parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def fresh(folder: Path, source: str, product: str) -> bool:
-    """Whether ``folder`` holds ``product`` made by the sources stamped ``source``. A stale or half-made
-    folder is removed, so that the caller makes it anew (and then calls :func:`stamp`)."""
+def cached(folder: Path, source: str, product: str, make: Callable[[Path], object]) -> Path:
+    """``folder`` as ``make`` writes it (complete once ``product`` exists in it), made once per version
+    ``source`` of the sources that make it: a stale or half-made folder is removed and made anew."""
     marker = folder / STAMP
     if (folder / product).is_file() and marker.is_file() and marker.read_text() == source:
-        return True
+        return folder
     if folder.exists():
         print(f"{folder.name}: made by other code (or unfinished), made anew", flush=True)
         shutil.rmtree(folder)
-    return False
-
-
-def stamp(folder: Path, source: str) -> None:
-    (folder / STAMP).write_text(source)
+    make(folder)
+    marker.write_text(source)
+    return folder
 
 
 def generated(folder: Path, make: Callable[[Path], object]) -> Path:
-    """``folder`` as ``make`` writes a generated set into it (complete once its labels.csv exists), made
-    once per version of the generator's sources."""
-    source = source_stamp(*GENERATOR)
-    if not fresh(folder, source, "labels.csv"):
-        make(folder)
-        stamp(folder, source)
-    return folder
+    """A generated set (complete once its labels.csv exists), made once per version of the generator."""
+    return cached(folder, source_stamp(*GENERATOR), "labels.csv", make)
 
 
 def save(name: str, result: dict) -> Path:

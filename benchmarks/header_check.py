@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import HERE, fresh, machine, save, source_stamp, stamp  # noqa: E402
+from benchmarks.common import HERE, cached, machine, save, source_stamp  # noqa: E402
 from benchmarks.families import dataset  # noqa: E402
 from deepmcat.config import DeepMCATConfig  # noqa: E402
 from deepmcat.data import load_collection  # noqa: E402
@@ -49,14 +49,13 @@ def trained_model(name: str, data: Path, model_dir: Path | None, subjects: int, 
     per library version (a network trained by older code would answer for today's defaults)."""
     if model_dir is not None:
         return model_dir
-    out = HERE / ".models" / f"header-{name}-{subjects}s-seed{seed}"
-    source = source_stamp()
-    if not fresh(out, source, "model.pt"):
-        cfg = DeepMCATConfig().override(clusters=len(set(read_labels(data / "labels.csv").values())))
+    cfg = DeepMCATConfig().override(clusters=len(set(read_labels(data / "labels.csv").values())))
+
+    def train(out: Path) -> None:
         Trainer(cfg, out, progress=False).fit_collection(load_collection(data, cfg.preprocess, progress=False),
                                                          resume=False)
-        stamp(out, source)
-    return out
+
+    return cached(HERE / ".models" / f"header-{name}-{subjects}s-seed{seed}", source_stamp(), "model.pt", train)
 
 
 def description_categories(data: Path) -> dict[str, str]:

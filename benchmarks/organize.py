@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.common import HERE, RESULTS, fresh, generated, machine, source_stamp, stamp
+from benchmarks.common import HERE, RESULTS, cached, generated, machine, source_stamp
 from deepmcat import checkpoint
 from deepmcat.generate import generate
 from deepmcat.sources import FolderSource
@@ -73,15 +73,15 @@ def main() -> None:
     data = generated(HERE / ".data" / f"archive-{subjects}s",
                      lambda out: generate(out, subjects, seed=0, balanced=False, wrong_descriptions=0.1))
     n_series = len(FolderSource(data))
-    model = HERE / ".models" / "organize-small"
     bin_dir = Path(sys.executable).parent
-    library = source_stamp()
-    if not fresh(model, library, checkpoint.MODEL):
+
+    def train(model: Path) -> None:
         small = generated(HERE / ".data" / "archive-train-4s",
                           lambda out: generate(out, 4, seed=1, balanced=False, progress=False))
         subprocess.run([str(bin_dir / "deepmcat"), "train", "--data", str(small), "--out", str(model), "--clusters",
                         "12", "--warmup-epochs", "10", "--epochs", "1", "--quiet"], check=True)
-        stamp(model, library)
+
+    model = cached(HERE / ".models" / "organize-small", source_stamp(), checkpoint.MODEL, train)
     out = HERE / ".data" / f"organize-out-{subjects}s"
     if out.exists():
         import shutil
