@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from deepmcat import limits
+from deepmcat.config import PreprocessConfig
 from deepmcat.sidecars import volume_meta
 from deepmcat.stacks import SAME_POSITION, same_plane
 from deepmcat.units import ReadError, Unit, UnitPixels, frames_to_read
@@ -128,6 +129,8 @@ def mark_signed_pairs(units: Sequence[Unit]) -> None:
     (both unsigned) is not. Reads the pixels of those files only."""
     from deepmcat.preprocess import is_signed, percentiles  # preprocess imports the readers
 
+    tails = (PreprocessConfig.low_percentile, PreprocessConfig.high_percentile)  # as preprocessing judges sign
+
     alike: dict[tuple, list[Unit]] = defaultdict(list)
     for unit in units:
         if unit.source == "volume" and not unit.meta.get("image_type") and unit.meta.get("position") is not None:
@@ -139,7 +142,7 @@ def mark_signed_pairs(units: Sequence[Unit]) -> None:
             try:
                 values = _read_volume(path)[0]
                 values = values[np.isfinite(values)]
-                signed[path] = bool(values.size) and is_signed(values, *percentiles(values, (1.0, 99.0)))
+                signed[path] = bool(values.size) and is_signed(values, *percentiles(values, tails))
             except ReadError:
                 signed[path] = None
         return signed[path]
