@@ -1,6 +1,6 @@
 """Leave-one-family-out quality (issues 15 and 20): every method on every phantom family, scored alike.
 
-    python benchmarks/families.py [--sets classic torso classic-nifti] [--held-out torso] [--subjects 40]
+    python benchmarks/families.py [--sets contour torso blob] [--held-out contour] [--subjects 40]
                                   [--seeds 0 1 2] [--data-seed 7] [--device auto] [--keep DIR]
 
 The defaults were chosen on the design families (classic, torso; blob since 2026-12-07, when the contour
@@ -209,8 +209,9 @@ def table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=["classic", "torso"], choices=sorted(SETS))
-    parser.add_argument("--held-out", nargs="*", default=["torso"], dest="held_out")
+    parser.add_argument("--sets", nargs="+", default=["contour", "torso", "blob"], choices=sorted(SETS))
+    parser.add_argument("--held-out", nargs="*", default=["contour", "contour-nifti"], dest="held_out",
+                        help="the sets no default was chosen on (contour since 2026-12-07)")
     parser.add_argument("--subjects", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-seed", type=int, default=7, dest="data_seed",

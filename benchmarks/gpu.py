@@ -52,7 +52,7 @@ def sync(device: torch.device) -> None:
 
 def feature_rate(tensors: np.ndarray, cfg: DeepMCATConfig, device: torch.device) -> float:
     """Units per second through the backbone (after one warm-up batch)."""
-    net = DeepMCATNet(cfg.preprocess.channels, cfg.model, 8).to(device)
+    net = DeepMCATNet(cfg.preprocess.channels, cfg.model, 8, cfg.preprocess.views).to(device)
     extract_features(net, tensors[:256], device, cfg.train.amp)
     sync(device)
     _, seconds = timed(lambda: (extract_features(net, tensors, device, cfg.train.amp), sync(device)))

@@ -118,7 +118,7 @@ def quality(data: Path, labels: dict[str, str], suite: Suite, device: torch.devi
     for seed in range(suite.seeds):
         runs["pixels"].append(cluster_scores(scorer, pixels, cfg, seed))
         torch.manual_seed(seed)
-        net = DeepMCATNet(cfg.preprocess.channels, cfg.model).to(device)
+        net = DeepMCATNet(cfg.preprocess.channels, cfg.model, views=cfg.preprocess.views).to(device)
         runs["random CNN"].append(cluster_scores(scorer, extract_features(net, collection.tensors, device), cfg, seed))
         for method, uniform in zip(METHODS[2:], (True, False)):
             model_dir = work / f"{data.name}-{cfg.cluster.clusters}-seed{seed}-{'uniform' if uniform else 'plain'}"

@@ -57,11 +57,19 @@ class DeepMCATNet(nn.Module):
             x = x.unsqueeze(1)
         else:
             if self.views:
-                scales = x.unflatten(1, (self.views, -1))
-                x = torch.cat([x, scales.std(dim=2, unbiased=False)], dim=1)
+                x = torch.cat([x, temporal_spread(x, self.views)], dim=1)
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         f = self.features(x)
         return f, self.head(f), self.projector(f)
+
+
+def temporal_spread(x: torch.Tensor, views: int) -> torch.Tensor:
+    """(batch, views, H, W): each scale's standard deviation over its frames, in two passes. Equal to
+    ``Tensor.std(unbiased=False)`` over that dimension, whose CPU kernel took ~0.09 s a batch of 64 here (a
+    strided reduction), ~75 % more training time; this takes ~0.02 s (2-core machine)."""
+    scales = x.unflatten(1, (views, -1))
+    return (scales - scales.mean(dim=2, keepdim=True)).square().mean(dim=2).sqrt()
+
