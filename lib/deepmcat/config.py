@@ -53,7 +53,9 @@ class ModelConfig:
     #: which dominates this small network)
     stem_stride: int = 1
     #: each scale's temporal standard deviation (how much the pixel moves over the frames or slices) as one
-    #: more input channel: the 2-D stem sums frames linearly and cannot form it itself
+    #: more input channel: the 2-D stem sums frames linearly and cannot form it itself. Off: on 2026-12-07 it
+    #: lifted the design families (blob 0.708 -> 0.788 purity) but lost LGE on the held-out contour family in
+    #: every seed (0.991 -> 0.953; benchmarks/README.md, "Motion channels")
     motion: bool = False
 
 
