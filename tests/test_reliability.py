@@ -181,6 +181,17 @@ def test_worker_processes_read_exactly_like_one_process(tmp_path, tiny_phantoms,
     assert len(serial_scan.skipped + serial.failed) >= len(REASONS)
 
 
+def test_workers_asked_for_by_a_program_read_from_standard_input_run_in_its_process():
+    """``python -`` has no main file that a worker could import: the pool's workers died looking for it and
+    were started again for ever. The work now runs in the calling process, and says so."""
+    program = ("from deepmcat.parallel import ordered_map\n"
+               "print(list(ordered_map(abs, [-3, -2, -1, 0, 1], workers=2, progress=False)))\n")
+    done = subprocess.run([sys.executable, "-"], input=program, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[3, 2, 1, 0, 1]"
+    assert "not a file that worker processes can import (<stdin>)" in done.stderr
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import warnings
 from typing import Callable, Iterator, Sequence, TypeVar
 
 from tqdm import tqdm
@@ -50,6 +52,10 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
     The progress bar counts items, or what ``count`` says each item holds.
     """
     n_workers = min(resolve_workers(workers), max(1, len(items) // max(1, chunksize)))
+    if n_workers > 1 and not main_is_importable():
+        warnings.warn(f"{desc or 'work'}: the main program is not a file that worker processes can import "
+                      f"({getattr(sys.modules['__main__'], '__file__', None)}): running in this process", stacklevel=2)
+        n_workers = 1
     bar = tqdm(total=sum(map(count, items)) if count else len(items), desc=desc, disable=not progress)
     try:
         if n_workers <= 1 or len(items) < min_items:
@@ -66,3 +72,13 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
                 bar.update(count(item) if count else 1)
     finally:
         bar.close()
+
+
+def main_is_importable() -> bool:
+    """Whether a worker can import the main program, as multiprocessing makes every worker do: a script on
+    disk, a module run with ``-m``, or none (an interactive session, a notebook). A program read from
+    standard input (``python -``, main file ``<stdin>``) cannot be: each worker died looking for it and the
+    pool started new ones for ever (seen here)."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return path is None or os.path.isfile(path)
+
