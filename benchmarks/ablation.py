@@ -59,6 +59,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "warmup90": {"train": {"warmup_epochs": 90}},
     "epochs15": {"train": {"epochs": 15}},
     "motion": {"model": {"motion": True}},
+    "train_clusters_8x": {"cluster": {"train_clusters": 96}},
     "no_whiten": {"cluster": {"whiten": False}},
 }
 
