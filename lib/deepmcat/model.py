@@ -72,4 +72,3 @@ def temporal_spread(x: torch.Tensor, views: int) -> torch.Tensor:
     strided reduction), ~75 % more training time; this takes ~0.02 s (2-core machine)."""
     scales = x.unflatten(1, (views, -1))
     return (scales - scales.mean(dim=2, keepdim=True)).square().mean(dim=2).sqrt()
-

@@ -52,7 +52,7 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
     The progress bar counts items, or what ``count`` says each item holds.
     """
     n_workers = min(resolve_workers(workers), max(1, len(items) // max(1, chunksize)))
-    if n_workers > 1 and not main_is_importable():
+    if n_workers > 1 and len(items) >= min_items and not main_is_importable():
         warnings.warn(f"{desc or 'work'}: the main program is not a file that worker processes can import "
                       f"({getattr(sys.modules['__main__'], '__file__', None)}): running in this process", stacklevel=2)
         n_workers = 1
