@@ -68,14 +68,19 @@ def description_margins(descriptions: Sequence[str], embeddings: np.ndarray) -> 
     return margins
 
 
+def upper_fence(values: np.ndarray) -> float:
+    """Tukey's upper fence: Q3 + :data:`FENCE` x IQR."""
+    q1, q3 = np.percentile(values, [25, 75])
+    return float(q3 + FENCE * (q3 - q1))
+
+
 def above_fence(margins: np.ndarray, min_series: int) -> np.ndarray:
     """Margins above Tukey's upper fence of the known ones (NaN never is); all False with fewer than
     ``min_series`` known."""
     known = margins[~np.isnan(margins)]
     if len(known) < min_series:
         return np.zeros(len(margins), bool)
-    q1, q3 = np.percentile(known, [25, 75])
-    return np.nan_to_num(margins, nan=-np.inf) > q3 + FENCE * (q3 - q1)
+    return np.nan_to_num(margins, nan=-np.inf) > upper_fence(known)
 
 
 def own_outliers(keys: Sequence[str], margins: np.ndarray) -> np.ndarray:
@@ -89,9 +94,7 @@ def own_outliers(keys: Sequence[str], margins: np.ndarray) -> np.ndarray:
         if len(own) - 1 < OWN_MIN_OTHERS:
             continue
         for i in own:
-            others = margins[own[own != i]]
-            q1, q3 = np.percentile(others, [25, 75])
-            out[i] = margins[i] > q3 + FENCE * (q3 - q1)
+            out[i] = margins[i] > upper_fence(margins[own[own != i]])
     return out
 
 
