@@ -192,6 +192,24 @@ def test_workers_asked_for_by_a_program_read_from_standard_input_run_in_its_proc
     assert "not a file that worker processes can import (<stdin>)" in done.stderr
 
 
+@pytest.mark.parametrize("script, says", [
+    ("import os\nfrom deepmcat.parallel import ordered_map\nif __name__ == '__main__':\n"
+     "    print(list(ordered_map(os._exit, [1, 1, 1, 1], workers=2, progress=False)))\n", "killed for lack of memory"),
+    ("from deepmcat.parallel import ordered_map\n"
+     "print(list(ordered_map(abs, [-3, -2, -1, 0, 1], workers=2, progress=False)))\n", "if __name__"),
+])
+def test_a_worker_that_dies_stops_the_work_with_an_error_that_says_why(tmp_path, script, says):
+    """A worker killed mid-item (``os._exit`` stands in for the kernel's OOM killer), and a script without a
+    main guard (every worker re-runs it on import, and dies starting processes of its own): the pool started
+    new workers and waited for the lost items for ever (both seen here). Now the program stops, at once,
+    naming the likely causes."""
+    path = tmp_path / "job.py"
+    path.write_text(script)
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and not done.stdout
+    assert "a worker process died" in done.stderr and says in done.stderr
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 

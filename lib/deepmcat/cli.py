@@ -21,6 +21,7 @@ from deepmcat.families import FAMILIES
 from deepmcat.io import ReadError
 from deepmcat.labels import data_root, read_labels, series_truth, unit_truth
 from deepmcat.orthanc import OrthancError
+from deepmcat.parallel import WorkerDied
 from deepmcat.predictions import LEVELS, PRED_COLUMNS, evaluate_files, format_scores, predict_rows
 from deepmcat.sources import is_url, local_copy, redact_url
 
@@ -504,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("dicomweb_client").setLevel(logging.WARNING)  # a line per retrieved series
     try:
         COMMANDS[args.command](args)
-    except (CLIError, ValueError, FileNotFoundError, CheckpointError, ReadError, OrthancError) as exc:
+    except (CLIError, ValueError, FileNotFoundError, CheckpointError, ReadError, OrthancError, WorkerDied) as exc:
         print(f"deepmcat {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

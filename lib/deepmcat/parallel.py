@@ -5,12 +5,18 @@ can deadlock. The server imports the readers once (pydicom, numpy and the numpy-
 on the 2-core machine, no torch, no MONAI); every worker then imports the entry point's module again
 (multiprocessing's rule; the ``deepmcat`` command line imports no torch at the top for that reason). Small
 jobs stay in this process.
+
+A worker that dies (killed for memory, or a script that re-runs its work when a worker imports it) stops the
+map with an error that says so: ``concurrent.futures`` notices a lost worker, where ``multiprocessing.Pool``
+started a new one and waited for the lost item for ever (seen here, both ways).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 import sys
 import warnings
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -24,6 +30,10 @@ R = TypeVar("R")
 PRELOAD = ["deepmcat.data"]
 #: beyond this many workers, reading is limited by the disk rather than by the cores
 MAX_WORKERS = 16
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without finishing its items."""
 
 
 def default_workers() -> int:
@@ -66,10 +76,19 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
             return
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
-        with context.Pool(n_workers) as pool:
-            for item, result in zip(items, pool.imap(fn, items, chunksize=chunksize)):
+        pool = ProcessPoolExecutor(n_workers, mp_context=context)
+        try:
+            for item, result in zip(items, pool.map(fn, items, chunksize=chunksize)):
                 yield result
                 bar.update(count(item) if count else 1)
+        except BrokenProcessPool as error:
+            main = getattr(sys.modules["__main__"], "__file__", None)
+            raise WorkerDied(f"{desc or 'work'}: a worker process died: killed for lack of memory, or "
+                             + (f"{main} runs its work when a worker imports it (a script must keep it under "
+                                "`if __name__ == \"__main__\":`), or " if main else "")
+                             + "the item crashed it; run with one worker (`--workers 1`) to see that item's own error") from error
+        finally:  # an error, or a caller that stops early: the items not yet begun are dropped
+            pool.shutdown(wait=False, cancel_futures=True)
     finally:
         bar.close()
 
