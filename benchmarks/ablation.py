@@ -60,6 +60,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "epochs15": {"train": {"epochs": 15}},
     "motion": {"model": {"motion": True}},
     "train_clusters_8x": {"cluster": {"train_clusters": 96}},
+    "straight_cut": {"cluster": {"over_cluster": 1.0, "static_weight": 0.0}},
     "no_whiten": {"cluster": {"whiten": False}},
 }
 

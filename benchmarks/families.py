@@ -133,7 +133,7 @@ def reclustered_scores(scorer: Scorer, model: Model, features: np.ndarray, weigh
     collection, cluster = scorer.collection, cluster or model.config.cluster
     stacks = np.unique(collection.acquisitions, return_inverse=True)[1]
     coordinates = fit_structure(collection.structure, stacks, weight, cluster.plane_weight,
-                                cluster.structure_depth_cap, cluster.pair_weight)[1]
+                                cluster.structure_depth_cap, cluster.pair_weight, cluster.static_weight)[1]
     transform, result = fit_clusters(features, cluster.clusters, cluster, seed=seed, groups=stacks,
                                      structure=coordinates, final=True)
     embedded = embed_units(transform, features, collection.acquisitions, cluster.acquisition_weight, coordinates)

@@ -4,7 +4,7 @@ nearest-neighbour graph gets right."""
 import numpy as np
 import pytest
 
-from deepmcat.clustering import fit_clusters, kmeans, spectral_clusters
+from deepmcat.clustering import fit_clusters, kmeans, merge_clusters, spectral_clusters
 from deepmcat.config import ClusterConfig
 from deepmcat.metrics import evaluate
 
@@ -50,6 +50,36 @@ def test_only_the_final_clustering_uses_the_graph():
     assert evaluate(list(truth), final.assignments)["worst_recall"] == 1.0
     kmeans_cfg = ClusterConfig(clusters=3, nredo=5, pca_dim=3, final_method="kmeans")
     assert np.array_equal(fit_clusters(features, 3, kmeans_cfg, final=True)[1].assignments, pseudo.assignments)
+
+
+def test_merging_joins_a_split_category_not_a_small_one_of_another_structure():
+    """Four clusters of a finer cut: the two halves of one category (20 points each, well connected), a
+    category of 20, and 5 points of a static series most of whose edges go to that category. Merged down to
+    three by connection alone, the 5 join their neighbour before the halves join (a tenth of their edges);
+    the structure term keeps a static series from a time series, so the halves join instead."""
+    from scipy.sparse import csr_matrix
+
+    labels = np.repeat([0, 1, 2, 3], [20, 20, 20, 5])
+    rng = np.random.default_rng(0)
+    edges = set()
+    for i in range(65):
+        own = np.flatnonzero(labels == labels[i])
+        for j in rng.choice(own[own != i], 8 if labels[i] < 3 else 2, replace=False):
+            edges.add((i, int(j)))
+    for i in range(20):  # the halves: one edge each across
+        edges.add((i, int(rng.integers(20, 40))))
+    for i in range(60, 65):  # the small series: more edges to the category beside it than among its own
+        for j in rng.choice(np.arange(40, 60), 3, replace=False):
+            edges.add((i, int(j)))
+    rows, cols = zip(*edges)
+    graph = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(65, 65))
+    graph = ((graph + graph.T) * 0.5).tocsr()
+    by_connection = merge_clusters(graph, labels, 3, np.zeros((65, 0)))
+    assert by_connection[60] == by_connection[40] and by_connection[0] != by_connection[20]
+    static = (labels == 3).astype(float)[:, None]
+    merged = merge_clusters(graph, labels, 3, static)
+    assert merged[0] == merged[20] and len({merged[0], merged[40], merged[60]}) == 3
+    assert sorted(np.unique(merged).tolist()) == [0, 1, 2]
 
 
 def test_a_collection_barely_larger_than_k_is_still_cut():

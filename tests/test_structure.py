@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deepmcat.io import scan
-from deepmcat.structure import (COUNTS, PAIRED, PLANE, StructureScale, observed_structure, plane_axis,
+from deepmcat.structure import (COUNTS, PAIRED, PLANE, STATIC, StructureScale, observed_structure, plane_axis,
                                  series_structure)
 from tests.helpers import write_dicom
 
@@ -48,9 +48,32 @@ def test_dicom_units_record_their_scan_planes_normal(tmp_path):
     assert np.allclose(np.abs(units["9.2"].meta["normal"]), [1, 0, 0])
     assert "normal" not in units["9.3"].meta
     rows = series_structure([units["9.1"], units["9.2"], units["9.3"]])
-    assert rows.shape == (3, COUNTS + PLANE + 1)
+    assert rows.shape == (3, STATIC + 1)
     assert np.allclose(rows[:, COUNTS:PAIRED], [plane_axis([0, 0, 1]), plane_axis([1, 0, 0]), np.zeros(PLANE)])
     assert not rows[:, PAIRED].any()  # no examination holds two image types acquired alike here
+    assert rows[:, STATIC].tolist() == [1.0, 1.0, 1.0]  # single images
+
+
+def test_a_static_stack_is_told_from_a_time_series_of_one_slice(tmp_path):
+    """Late enhancement (slices of a volume, one image each) and T1 mapping (images of one slice over
+    inversion times) look alike to the network; the static flag tells them apart, as DICOM and as NIfTI (a 3-D
+    file is slices, a 4-D file of one slice is times). A scale published before the flag ignores it."""
+    import nibabel as nib
+
+    frame = np.ones((8, 8), np.uint16)
+    for k in range(5):
+        write_dicom(tmp_path / "lge" / f"{k}.dcm", frame, "8.1", position=(0.0, 0.0, 8.0 * k), instance=k + 1)
+        write_dicom(tmp_path / "t1" / f"{k}.dcm", frame, "8.2", trigger=100.0 * k, instance=k + 1)
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 5), np.float32), np.eye(4)), tmp_path / "lge.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 1, 5), np.float32), np.eye(4)), tmp_path / "t1.nii.gz")
+    units = {u.series_uid: u for u in scan(tmp_path).units}
+    order = ["8.1", "8.2", "lge.nii.gz", "t1.nii.gz"]
+    raw = series_structure([units[k] for k in order])
+    assert raw[:, STATIC].tolist() == [1.0, 0.0, 1.0, 0.0]
+    old = StructureScale.from_state({"mean": [0.0, 0.0], "std": [1.0, 1.0], "weight": 0.3, "pair_weight": 0.6})
+    assert old.static_weight == 0.0 and old.dims == COUNTS + 1
+    new = StructureScale.from_state(StructureScale.fit(raw, 0.3, static_weight=1.0).state())
+    assert new.dims == COUNTS + 1 and new(raw, 4)[:, -1].tolist() == [1.0, 0.0, 1.0, 0.0]
 
 
 def test_a_scale_published_before_the_plane_existed_answers_as_it_did():

@@ -57,26 +57,30 @@ def test_train_publishes_a_model_that_predicts(collection, tmp_path):
 
 def test_series_structure_joins_the_final_clustering_and_inference_alike(collection, tmp_path):
     """Slices per stack and frames per slice are two weighted, standardised coordinates after the embedding,
-    the scan plane's axis six more, the pair flag one: published with the model, and inference given the same
-    units reproduces the published assignment."""
+    the scan plane's axis six more, the pair flag one, the static flag one: published with the model, and
+    inference given the same units reproduces the published assignment."""
     cfg = tiny_config()
     cfg.cluster.structure_weight, cfg.cluster.plane_weight, cfg.cluster.pair_weight = 0.3, 0.4, 0.6
+    cfg.cluster.static_weight = 0.8
     result = Trainer(cfg, tmp_path, progress=False).fit_collection(collection)
     model = Model(tmp_path, device="cpu")
     scale = model.published.structure
     assert scale is not None and scale.weight == pytest.approx(0.3) and np.all(scale.std > 0)
-    assert scale.plane_weight == pytest.approx(0.4) and scale.pair_weight == pytest.approx(0.6) and scale.dims == 9
-    assert model.centroids.shape[1] == model.transform.matrix.shape[0] + 9
+    assert scale.plane_weight == pytest.approx(0.4) and scale.pair_weight == pytest.approx(0.6) and scale.dims == 10
+    assert scale.static_weight == pytest.approx(0.8)
+    assert model.centroids.shape[1] == model.transform.matrix.shape[0] + 10
     raw = collection.structure
-    assert raw.shape == (len(collection.units), 9) and raw[:, :2].min() >= 0 and raw[:, 1].max() > 0  # log2 counts
+    assert raw.shape == (len(collection.units), 10) and raw[:, :2].min() >= 0 and raw[:, 1].max() > 0  # log2 counts
     assert np.allclose(np.linalg.norm(raw[:, 2:8], axis=1), 1.0, atol=1e-5)  # every generated unit has its plane
     assert set(raw[:, 8].tolist()) == {0.0, 1.0}  # flow magnitude and phase are paired, the rest not
+    assert set(raw[:, 9].tolist()) == {0.0, 1.0}  # LGE and scouts are static, cines are not
     preds = model.predict(collection.tensors, acquisitions=collection.acquisitions, structure=raw)
     assert [p.cluster for p in preds] == list(result.assignments)
     embedded = model.embed(collection.tensors, collection.acquisitions, raw)
-    assert np.allclose(embedded[:, -9:], scale(raw, len(raw)), atol=1e-6)
-    assert np.allclose(embedded[:, -7:-1], 0.4 * raw[:, 2:8], atol=1e-6)  # the plane axis, weighted as it is
-    assert np.allclose(embedded[:, -1], 0.6 * raw[:, 8], atol=1e-6)
+    assert np.allclose(embedded[:, -10:], scale(raw, len(raw)), atol=1e-6)
+    assert np.allclose(embedded[:, -8:-2], 0.4 * raw[:, 2:8], atol=1e-6)  # the plane axis, weighted as it is
+    assert np.allclose(embedded[:, -2], 0.6 * raw[:, 8], atol=1e-6)
+    assert np.allclose(embedded[:, -1], 0.8 * raw[:, 9], atol=1e-6)
     # "unknown" is judged on content: a series stored with an unusual number of slices is not farther
     dims = model.transform.matrix.shape[0]
     for p, row in zip(model.predict(collection.tensors, acquisitions=collection.acquisitions, structure=raw + 3),
@@ -84,9 +88,9 @@ def test_series_structure_joins_the_final_clustering_and_inference_alike(collect
         assert p.distance == pytest.approx(float(((row[:dims] - model.centroids[:, :dims]) ** 2).sum(1).min()), rel=1e-4, abs=1e-5)
     # without the structure (a caller that does not know it) the counts are the training mean and the plane
     # is none: equally far from every plane
-    assert np.allclose(model.embed(collection.tensors[:3])[:, -9:], 0.0)
+    assert np.allclose(model.embed(collection.tensors[:3])[:, -10:], 0.0)
 
-    cfg.cluster.structure_weight, cfg.cluster.pair_weight = 0.0, 0.0
+    cfg.cluster.structure_weight, cfg.cluster.pair_weight, cfg.cluster.static_weight = 0.0, 0.0, 0.0
     Trainer(cfg, tmp_path / "plane", progress=False).fit_collection(collection)
     plane = Model(tmp_path / "plane", device="cpu")
     assert plane.centroids.shape[1] == plane.transform.matrix.shape[0] + 8

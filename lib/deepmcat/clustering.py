@@ -7,12 +7,15 @@ import logging
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import faiss
 import numpy as np
 
 from deepmcat.config import ClusterConfig
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +81,19 @@ def kmeans(x: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0, init: np.nd
     return KMeansResult(assign, km.centroids.copy(), float(km.obj[-1]) if len(km.obj) else 0.0, empty)
 
 
-def spectral_clusters(x: np.ndarray, k: int, neighbours: int, seed: int = 0, max_points: int = 20_000
-                      ) -> KMeansResult:
+def spectral_clusters(x: np.ndarray, k: int, neighbours: int, seed: int = 0, max_points: int = 20_000,
+                      over_cluster: float = 1.0, content_dims: int | None = None) -> KMeansResult:
     """``k`` clusters cut from the points' symmetric ``neighbours``-nearest-neighbour graph (faiss finds the
     neighbours, sklearn's spectral clustering cuts the graph), then every point at its nearest cluster mean.
     Beyond ``max_points`` the graph is built on a random sample of that many (the cut's eigen-solver grows
     faster than linearly: 12 s for 20,000 points, 130 s for 50,000 on 2 cores) and every point is assigned.
+    With ``over_cluster`` > 1 the graph is cut into that many times ``k`` clusters first, then merged down to
+    ``k`` (:func:`merge_clusters`; coordinates past ``content_dims`` are the series structure).
 
     Why not k-means alone: k-means wants round clusters of one size, so at K = C it splits a category whose
     points spread (flow magnitude of two vendors) and merges two small ones, although each point's own
     neighbours are of its category (the kNN probe, benchmarks/README.md). The graph follows the categories'
     shapes; the last step makes the clusters the centroids inference answers by."""
-    from scipy.sparse import csr_matrix
     from sklearn.cluster import SpectralClustering
 
     n = len(x)
@@ -97,21 +101,17 @@ def spectral_clusters(x: np.ndarray, k: int, neighbours: int, seed: int = 0, max
         raise ValueError(f"cannot make {k} clusters of {n} items")
     x = np.ascontiguousarray(x, np.float32)
     sample = x if n <= max_points else x[np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))]
-    m = max(1, min(neighbours, len(sample) - 1))
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(sample)
-    _, found = index.search(sample, m + 1)
-    rows, cols = np.repeat(np.arange(len(sample)), m + 1), found.ravel()
-    keep = (cols >= 0) & (cols != rows)
-    graph = csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(len(sample), len(sample)))
-    graph = ((graph + graph.T) * 0.5).tocsr()
-    if len(sample) <= 5 * k:  # scipy's sparse eigen-solver needs more points than eigenvectors; a dense one does not
-        graph = graph.toarray()
+    graph = neighbour_graph(sample, neighbours)
+    cut = min(len(sample), max(k, int(round(k * over_cluster))))
+    # scipy's sparse eigen-solver needs more points than eigenvectors; a dense one does not
+    matrix = graph.toarray() if len(sample) <= 5 * cut else graph
     with warnings.catch_warnings():  # a graph of several components is cut along them first, as it should be
         warnings.filterwarnings("ignore", message="Graph is not fully connected")
         warnings.filterwarnings("ignore", message="k >= N")  # the dense solver then, as intended above
-        labels = SpectralClustering(k, affinity="precomputed", assign_labels="cluster_qr",
-                                    random_state=seed).fit_predict(graph)
+        labels = SpectralClustering(cut, affinity="precomputed", assign_labels="cluster_qr",
+                                    random_state=seed).fit_predict(matrix)
+    if cut > k:
+        labels = merge_clusters(graph, labels, k, sample[:, x.shape[1] if content_dims is None else content_dims:])
     centroids = np.zeros((k, x.shape[1]), np.float32)
     present = np.unique(labels)
     centroids[present] = group_means(sample, np.searchsorted(present, labels))
@@ -122,6 +122,60 @@ def spectral_clusters(x: np.ndarray, k: int, neighbours: int, seed: int = 0, max
     d2 = squared_distances(x, centroids)
     assign = d2.argmin(axis=1).astype(np.int64)
     return KMeansResult(assign, centroids, float(d2[np.arange(n), assign].sum()), k - len(np.unique(assign)))
+
+
+def neighbour_graph(x: np.ndarray, neighbours: int) -> csr_matrix:
+    """The symmetric 0/1 ``neighbours``-nearest-neighbour graph of the rows of ``x`` (scipy CSR, edges 1 or
+    ½ where only one end chose the other)."""
+    from scipy.sparse import csr_matrix
+
+    m = max(1, min(neighbours, len(x) - 1))
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(x)
+    _, found = index.search(x, m + 1)
+    rows, cols = np.repeat(np.arange(len(x)), m + 1), found.ravel()
+    keep = (cols >= 0) & (cols != rows)
+    graph = csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(len(x), len(x)))
+    return ((graph + graph.T) * 0.5).tocsr()
+
+
+def merge_clusters(graph: csr_matrix, labels: np.ndarray, k: int, structure: np.ndarray) -> np.ndarray:
+    """``labels`` (0..L-1) merged down to ``k`` clusters (0..k-1), a pair at a time: the pair whose edges
+    between them are most of their edges (w(A, B) / √(vol A · vol B)) less the squared distance of their mean
+    series structure (``structure``: the points' scaled structure coordinates, possibly none).
+
+    Why: cut straight into K, the graph split a large category in two (flow magnitude with its field of view
+    turned two ways: the halves share many edges) rather than cut off a category of a few acquisitions (late
+    enhancement beside T1 mapping). Cut finer, both are apart; merging by connection joins the halves, and the
+    structure term keeps a static stack from joining a time series (benchmarks/README.md)."""
+    present, labels = np.unique(labels, return_inverse=True)
+    members = np.eye(len(present))[labels]  # (n, L) one-hot
+    between = np.asarray(members.T @ (graph @ members))  # (L, L) edge weights, clusters' volumes on the diagonal
+    volume = np.asarray(graph.sum(axis=1)).ravel() @ members
+    sizes = members.sum(axis=0)
+    means = (members.T @ structure) / sizes[:, None] if structure.shape[1] else np.zeros((len(present), 0))
+    groups = [[i] for i in range(len(present))]
+    alive = list(range(len(present)))
+    while len(alive) > k:
+        best, pair = -np.inf, (alive[0], alive[1])
+        for a_i, a in enumerate(alive):
+            for b in alive[a_i + 1:]:
+                score = (between[a, b] / np.sqrt(max(volume[a] * volume[b], 1e-12))
+                         - float(((means[a] - means[b]) ** 2).sum()))
+                if score > best:
+                    best, pair = score, (a, b)
+        a, b = pair
+        between[a] += between[b]
+        between[:, a] += between[:, b]
+        volume[a] += volume[b]
+        means[a] = (means[a] * sizes[a] + means[b] * sizes[b]) / (sizes[a] + sizes[b])
+        sizes[a] += sizes[b]
+        groups[a] += groups[b]
+        alive.remove(b)
+    merged = np.zeros(len(present), np.int64)
+    for c, a in enumerate(alive):
+        merged[groups[a]] = c
+    return merged[labels]
 
 
 def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -245,7 +299,8 @@ def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0
         point_labels = group_labels(labels, groups) if use_groups else list(labels)
         init = seeded_centroids(x, point_labels, k, seed)
     if init is None and final and cfg.final_method == "spectral":
-        result = spectral_clusters(x, k, cfg.spectral_neighbours, seed=seed, max_points=cfg.spectral_max_points)
+        result = spectral_clusters(x, k, cfg.spectral_neighbours, seed=seed, max_points=cfg.spectral_max_points,
+                                   over_cluster=cfg.over_cluster, content_dims=transform.matrix.shape[0])
     elif init is None:
         result = kmeans(x, k, cfg, seed=seed)
     else:

@@ -445,7 +445,7 @@ def _group(files: Sequence[str], workers: int | None, progress: bool, headers: H
             # one frame per position and no time: a 3-D volume, ordered along its normal
             ordered = [by_position[p][0] for p in positions]
             units.append(Unit(f"{tag}/vol", series_uid, [m[0] for m in ordered], "dicom",
-                              dict(meta, depth=len(ordered)), locations=[m[4] for m in ordered]))
+                              dict(meta, depth=len(ordered), static=True), locations=[m[4] for m in ordered]))
             continue
         for k, pos in enumerate(positions):
             frames = sorted(by_position[pos], key=lambda m: m[2])

@@ -4,8 +4,11 @@ stack (10 slices x 25 frames), a single long-axis cine (1 x 25), a static late-e
 slices), a T1 mapping series (1 x 9) and a three-plane scout (3 x 1) differ here even where their canonical
 8 x 64 x 64 tensors look alike; and a 2-chamber, a 4-chamber and a short-axis view are planes of different
 orientation in the patient's coordinates (ImageOrientationPatient, a NIfTI affine), which the canonical tensor
-cannot know. Last, whether the examination holds another image type acquired alike (``paired``,
-:mod:`deepmcat.stacks`): flow magnitude has its phase beside it, a cine of the vessel has not. The scanner
+cannot know. Then whether the examination holds another image type acquired alike (``paired``,
+:mod:`deepmcat.stacks`): flow magnitude has its phase beside it, a cine of the vessel has not. Last, whether
+the unit is static (``static``): its images are slices of a volume or a single image, not times. A
+late-enhancement stack and a T1 mapping series (inversion-recovery images of one slice) look alike to the
+network; their acquisitions do not. The scanner
 writes these, unlike the SeriesDescription. They join the final clustering (and inference) as weighted
 coordinates next to the embedding; the network never sees them.
 
@@ -25,10 +28,11 @@ import numpy as np
 from deepmcat.clustering import group_means
 from deepmcat.units import Unit
 
-#: columns of :func:`series_structure`: the two counts, the scan plane's axis, the pair flag
+#: columns of :func:`series_structure`: the two counts, the scan plane's axis, the pair flag, the static flag
 COUNTS = 2
 PLANE = 6
 PAIRED = COUNTS + PLANE
+STATIC = PAIRED + 1
 
 
 def plane_axis(normal: Sequence[float] | None) -> np.ndarray:
@@ -45,8 +49,9 @@ def plane_axis(normal: Sequence[float] | None) -> np.ndarray:
 
 
 def series_structure(units: Sequence[Unit]) -> np.ndarray:
-    """(n, 9) float32: log2 of each unit's stack size and depth, its scan plane's axis (:func:`plane_axis` of
-    the reader's ``normal``), and its pair flag (``paired``, 0 where the scan did not record it). The stack
+    """(n, 10) float32: log2 of each unit's stack size and depth, its scan plane's axis (:func:`plane_axis` of
+    the reader's ``normal``), its pair flag (``paired``, 0 where the scan did not record it) and its static
+    flag (:func:`is_static`). The stack
     size is what the scan recorded (``stack_units``: counted over the whole scan, so one series of a stack
     stored as a series per slice still knows its siblings), else counted among ``units``."""
     counts = Counter(u.stack for u in units)
@@ -54,7 +59,14 @@ def series_structure(units: Sequence[Unit]) -> np.ndarray:
     sizes = np.log2(np.maximum(np.asarray(rows, np.float64).reshape(-1, COUNTS), 1.0))
     planes = np.asarray([plane_axis(u.meta.get("normal")) for u in units], np.float64).reshape(-1, PLANE)
     paired = np.asarray([float(u.meta.get("paired") or 0) for u in units], np.float64).reshape(-1, 1)
-    return np.hstack([sizes, planes, paired]).astype(np.float32)
+    static = np.asarray([float(is_static(u)) for u in units], np.float64).reshape(-1, 1)
+    return np.hstack([sizes, planes, paired, static]).astype(np.float32)
+
+
+def is_static(unit: Unit) -> bool:
+    """Whether a unit's images are slices of one volume (its reader says ``static``: a DICOM series of one
+    image per position, a 3-D NIfTI file) or a single image, rather than times of one slice."""
+    return bool(unit.meta.get("static")) or (unit.meta.get("depth") or len(unit.files)) == 1
 
 
 def observed_structure(units: Sequence[Unit]) -> np.ndarray:
@@ -89,20 +101,23 @@ class StructureScale:
     depth_cap: int = 0
     #: weight of the pair flag (0 or 1, not standardised); 0 leaves it out (models published before it existed)
     pair_weight: float = 0.0
+    #: weight of the static flag (0 or 1); 0 leaves it out (models published before it existed)
+    static_weight: float = 0.0
 
     @classmethod
     def fit(cls, points: np.ndarray, weight: float, plane_weight: float = 0.0, depth_cap: int = 0,
-            pair_weight: float = 0.0) -> "StructureScale":
+            pair_weight: float = 0.0, static_weight: float = 0.0) -> "StructureScale":
         """From one row per acquisition (:func:`series_structure`'s columns); a count constant over them gets
         unit scale (and adds nothing)."""
         counts = _capped(np.asarray(points, np.float64)[:, :COUNTS], depth_cap)
         std = counts.std(axis=0)
         return cls(counts.mean(axis=0), np.where(std > 1e-6, std, 1.0), float(weight), float(plane_weight),
-                   int(depth_cap), float(pair_weight))
+                   int(depth_cap), float(pair_weight), float(static_weight))
 
     @property
     def dims(self) -> int:
-        return COUNTS + (PLANE if self.plane_weight > 0 else 0) + (1 if self.pair_weight > 0 else 0)
+        return (COUNTS + (PLANE if self.plane_weight > 0 else 0) + (1 if self.pair_weight > 0 else 0)
+                + (1 if self.static_weight > 0 else 0))
 
     def __call__(self, raw: np.ndarray | None, n: int) -> np.ndarray:
         """The weighted coordinates of ``n`` units; zeros (the training mean, and no plane) when ``raw`` is
@@ -115,11 +130,14 @@ class StructureScale:
             parts.append(self.plane_weight * raw[:, COUNTS : COUNTS + PLANE])
         if self.pair_weight > 0:
             parts.append(self.pair_weight * raw[:, PAIRED : PAIRED + 1])
+        if self.static_weight > 0:
+            parts.append(self.static_weight * raw[:, STATIC : STATIC + 1])
         return np.hstack(parts).astype(np.float32)
 
     def state(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist(), "weight": self.weight,
-                "plane_weight": self.plane_weight, "depth_cap": self.depth_cap, "pair_weight": self.pair_weight}
+                "plane_weight": self.plane_weight, "depth_cap": self.depth_cap, "pair_weight": self.pair_weight,
+                "static_weight": self.static_weight}
 
     @classmethod
     def from_state(cls, state: dict | None) -> "StructureScale | None":
@@ -127,7 +145,7 @@ class StructureScale:
             return None
         return cls(np.asarray(state["mean"], np.float64), np.asarray(state["std"], np.float64), float(state["weight"]),
                    float(state.get("plane_weight", 0.0)), int(state.get("depth_cap", 0)),
-                   float(state.get("pair_weight", 0.0)))
+                   float(state.get("pair_weight", 0.0)), float(state.get("static_weight", 0.0)))
 
 
 def _capped(counts: np.ndarray, depth_cap: int) -> np.ndarray:
@@ -138,11 +156,13 @@ def _capped(counts: np.ndarray, depth_cap: int) -> np.ndarray:
 
 
 def fit_structure(raw: np.ndarray | None, acquisitions: np.ndarray, weight: float, plane_weight: float = 0.0,
-                  depth_cap: int = 0, pair_weight: float = 0.0) -> tuple[StructureScale | None, np.ndarray | None]:
+                  depth_cap: int = 0, pair_weight: float = 0.0, static_weight: float = 0.0
+                  ) -> tuple[StructureScale | None, np.ndarray | None]:
     """The scale fitted on one row per acquisition (integer ids 0..A-1: the mean of its units' rows, as
     k-means sees acquisitions), and every unit's scaled coordinates; (None, None) when there is no structure
     or every weight leaves it out."""
-    if raw is None or max(weight, plane_weight, pair_weight) <= 0:
+    if raw is None or max(weight, plane_weight, pair_weight, static_weight) <= 0:
         return None, None
-    scale = StructureScale.fit(group_means(raw, acquisitions), weight, plane_weight, depth_cap, pair_weight)
+    scale = StructureScale.fit(group_means(raw, acquisitions), weight, plane_weight, depth_cap, pair_weight,
+                               static_weight)
     return scale, scale(raw, len(raw))

@@ -345,7 +345,7 @@ class Trainer:
         for the final clustering only: pseudo-labels stay what the network can learn from pixels."""
         c = self.cfg.cluster
         return fit_structure(data.structure, data.acquisition_ids, c.structure_weight, c.plane_weight,
-                             c.structure_depth_cap, c.pair_weight)
+                             c.structure_depth_cap, c.pair_weight, c.static_weight)
 
     def _parallel(self, net: DeepMCATNet):
         """The network as DistributedDataParallel when there are several ranks (rebuilt whenever the head is

@@ -116,9 +116,9 @@ def volume_units(path: str, root: str | os.PathLike | None = None) -> list[Unit]
     if len(dims) == 4 and dims[2] > 1:
         return [Unit(f"{series}/s{z:03d}", series, [path], "volume", dict(meta, depth=dims[3]), slice_index=z)
                 for z in range(dims[2])]
-    # 4-D with one slice: its frames; 3-D: its slices (read_volume_unit)
+    # 4-D with one slice: its frames; 3-D: its slices (read_volume_unit), a static volume
     depth = dims[3] if len(dims) == 4 else dims[2] if len(dims) == 3 else 1
-    return [Unit(f"{series}/vol", series, [path], "volume", dict(meta, depth=depth))]
+    return [Unit(f"{series}/vol", series, [path], "volume", dict(meta, depth=depth, static=len(dims) == 3))]
 
 
 def mark_signed_pairs(units: Sequence[Unit]) -> None:
