@@ -55,7 +55,7 @@ def series_structure(units: Sequence[Unit]) -> np.ndarray:
     size is what the scan recorded (``stack_units``: counted over the whole scan, so one series of a stack
     stored as a series per slice still knows its siblings), else counted among ``units``."""
     counts = Counter(u.stack for u in units)
-    rows = [(u.meta.get("stack_units") or counts[u.stack], u.meta.get("depth") or len(u.files)) for u in units]
+    rows = [(u.meta.get("stack_units") or counts[u.stack], depth(u)) for u in units]
     sizes = np.log2(np.maximum(np.asarray(rows, np.float64).reshape(-1, COUNTS), 1.0))
     planes = np.asarray([plane_axis(u.meta.get("normal")) for u in units], np.float64).reshape(-1, PLANE)
     paired = np.asarray([float(u.meta.get("paired") or 0) for u in units], np.float64).reshape(-1, 1)
@@ -63,10 +63,15 @@ def series_structure(units: Sequence[Unit]) -> np.ndarray:
     return np.hstack([sizes, planes, paired, static]).astype(np.float32)
 
 
+def depth(unit: Unit) -> int:
+    """The unit's images: frames of its slice, slices of its volume (as its reader recorded), else files."""
+    return unit.meta.get("depth") or len(unit.files)
+
+
 def is_static(unit: Unit) -> bool:
     """Whether a unit's images are slices of one volume (its reader says ``static``: a DICOM series of one
     image per position, a 3-D NIfTI file) or a single image, rather than times of one slice."""
-    return bool(unit.meta.get("static")) or (unit.meta.get("depth") or len(unit.files)) == 1
+    return bool(unit.meta.get("static")) or depth(unit) == 1
 
 
 def observed_structure(units: Sequence[Unit]) -> np.ndarray:
