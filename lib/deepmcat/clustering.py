@@ -153,7 +153,7 @@ def merge_clusters(graph: csr_matrix, labels: np.ndarray, k: int, structure: np.
     between = np.asarray(members.T @ (graph @ members))  # (L, L) edge weights, clusters' volumes on the diagonal
     volume = np.asarray(graph.sum(axis=1)).ravel() @ members
     sizes = members.sum(axis=0)
-    means = (members.T @ structure) / sizes[:, None] if structure.shape[1] else np.zeros((len(present), 0))
+    means = (members.T @ structure) / sizes[:, None]  # (L, 0) without structure
     groups = [[i] for i in range(len(present))]
     alive = list(range(len(present)))
     while len(alive) > k:

@@ -114,7 +114,7 @@ class ClusterConfig:
     #: weight of the static flag (:func:`deepmcat.structure.is_static`: slices of a volume or one image, not
     #: times) in the final clustering and at inference; 0 leaves it out. With ``over_cluster`` 1.5: torso
     #: 0.972 -> 0.988 purity over 3 training seeds, late enhancement kept (it shared T1 mapping's cluster),
-    #: blob 0.708 -> 0.722, held-out contour 0.991 -> 0.994. 0.8: the smallest of 0.5, 0.6, 0.8 and 1.0 that
+    #: blob 0.708 -> 0.717, held-out contour 0.991 -> 0.994. 0.8: the smallest of 0.5, 0.6, 0.8 and 1.0 that
     #: keeps torso's LGE; 0.8 and 1.0 score alike on every family, and at 1.0 a model retrained with
     #: clinicians' categories answered one of their series with another category (benchmarks/README.md,
     #: "Over-cluster, then merge")

@@ -64,7 +64,7 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
     n_workers = min(resolve_workers(workers), max(1, len(items) // max(1, chunksize)))
     if n_workers > 1 and len(items) >= min_items and not main_is_importable():
         warnings.warn(f"{desc or 'work'}: the main program is not a file that worker processes can import "
-                      f"({getattr(sys.modules['__main__'], '__file__', None)}): running in this process", stacklevel=2)
+                      f"({main_file()}): running in this process", stacklevel=2)
         n_workers = 1
     bar = tqdm(total=sum(map(count, items)) if count else len(items), desc=desc, disable=not progress)
     try:
@@ -82,11 +82,12 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
                 yield result
                 bar.update(count(item) if count else 1)
         except BrokenProcessPool as error:
-            main = getattr(sys.modules["__main__"], "__file__", None)
+            main = main_file()
             raise WorkerDied(f"{desc or 'work'}: a worker process died: killed for lack of memory, or "
                              + (f"{main} runs its work when a worker imports it (a script must keep it under "
                                 "`if __name__ == \"__main__\":`), or " if main else "")
-                             + "the item crashed it; run with one worker (`--workers 1`) to see that item's own error") from error
+                             + "the item crashed it; run with one worker (`--workers 1`) to see that item's own "
+                               "error") from error
         finally:  # an error, or a caller that stops early: the items not yet begun are dropped
             pool.shutdown(wait=False, cancel_futures=True)
     finally:
@@ -98,6 +99,11 @@ def main_is_importable() -> bool:
     disk, a module run with ``-m``, or none (an interactive session, a notebook). A program read from
     standard input (``python -``, main file ``<stdin>``) cannot be: each worker died looking for it and the
     pool started new ones for ever (seen here)."""
-    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    path = main_file()
     return path is None or os.path.isfile(path)
+
+
+def main_file() -> str | None:
+    """The main program's file as multiprocessing sees it (None in an interactive session)."""
+    return getattr(sys.modules.get("__main__"), "__file__", None)
 
