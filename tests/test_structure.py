@@ -158,6 +158,31 @@ def test_the_torso_generators_three_chamber_plane_lies_between_its_two_and_four_
         assert angle(planes["2ch"].normal, planes["4ch"].normal) == pytest.approx(90)
 
 
+
+def test_the_shell_generators_contrasts_and_planes_are_those_of_real_examinations():
+    """The held-out shell family: phase-sensitive LGE keeps the sign of the inverted signal (air grey between
+    nulled myocardium and blood), multi-echo images decay with the echo time while fat beats against water,
+    and the 3-chamber plane lies between the 4- and 2-chamber planes."""
+    from deepmcat.families import shell
+
+    ti = shell.TISSUES["myo"][3] * np.log(2)
+    psir = {t: shell.signal("psir", t, ti=ti, contrast=True) for t in ("air", "myo", "blood", "scar")}
+    assert abs(psir["myo"]) < 0.05 and psir["air"] == 0 and psir["blood"] > 0.2 and psir["scar"] > psir["myo"]
+    assert shell.signal("ir", "body", ti=100) == pytest.approx(abs(shell.signal("psir", "body", ti=100)))
+    echoes = [shell.signal("echo", "myo", te=te) for te in (2.0, 6.6, 11.2)]
+    assert echoes[0] > echoes[1] > echoes[2]
+    assert shell.signal("echo", "fat", te=2.3) < 0.1 * shell.signal("echo", "fat", te=4.6)
+    assert shell.signal("haste", "blood") == 0 < shell.signal("haste", "myo")
+
+    def angle(a, b):
+        return np.degrees(np.arccos(min(1.0, abs(float(a @ b) / np.linalg.norm(a) / np.linalg.norm(b)))))
+
+    for subject in range(20):
+        normals = shell.long_axis_normals(shell.Anatomy(np.random.default_rng(subject)))
+        assert angle(normals["lax_2c"], normals["lax_4c"]) == pytest.approx(90)
+        assert 20 <= angle(normals["lax_3c"], normals["lax_4c"]) <= 45
+        assert 45 <= angle(normals["lax_3c"], normals["lax_2c"]) <= 75
+
 def test_a_series_read_alone_leaves_its_stack_and_pair_unknown(tmp_path):
     """Read with its examination, a one-slice magnitude series knows it is paired and a one-slice series
     knows it is one slice; read alone, an unpaired one-slice series cannot know either (NaN), while a series

@@ -346,12 +346,12 @@ def _generate_parser(g: argparse.ArgumentParser) -> None:
     g.add_argument("--balanced", dest="imbalanced", action="store_false")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--format", choices=["dicom", "enhanced", "nifti"], default="dicom",
-                   help="enhanced: enhanced multi-frame DICOM, a file per series (torso, blob, contour families)")
+                   help="enhanced: enhanced multi-frame DICOM, a file per series (every family but classic)")
     g.add_argument("--wrong-descriptions", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of series whose SeriesDescription names another category")
     g.add_argument("--family", choices=FAMILIES, default="classic",
                    help="phantom family: the project's own (classic) or one written apart from it (torso, blob, "
-                        "contour)")
+                        "contour, shell)")
     g.add_argument("--sidecars", action="store_true",
                    help="with --format nifti: a dcm2niix-style JSON sidecar beside every file")
     _workers_argument(g)
