@@ -82,15 +82,13 @@ def kmeans(x: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0, init: np.nd
 
 
 def spectral_clusters(x: np.ndarray, k: int, neighbours: int, seed: int = 0, max_points: int = 20_000,
-                      over_cluster: float = 1.0, content_dims: int | None = None,
-                      split_weak: bool = False) -> KMeansResult:
+                      over_cluster: float = 1.0, content_dims: int | None = None) -> KMeansResult:
     """``k`` clusters cut from the points' symmetric ``neighbours``-nearest-neighbour graph (faiss finds the
     neighbours, sklearn's spectral clustering cuts the graph), then every point at its nearest cluster mean.
     Beyond ``max_points`` the graph is built on a random sample of that many (the cut's eigen-solver grows
     faster than linearly: 12 s for 20,000 points, 130 s for 50,000 on 2 cores) and every point is assigned.
     With ``over_cluster`` > 1 the graph is cut into that many times ``k`` clusters first, then merged down to
-    ``k`` (:func:`merge_clusters`; coordinates past ``content_dims`` are the series structure), and with
-    ``split_weak`` weakly joined clusters are cut apart for the most connected pair (:func:`split_weak_clusters`).
+    ``k`` (:func:`merge_clusters`; coordinates past ``content_dims`` are the series structure).
 
     Why not k-means alone: k-means wants round clusters of one size, so at K = C it splits a category whose
     points spread (flow magnitude of two vendors) and merges two small ones, although each point's own
@@ -112,11 +110,8 @@ def spectral_clusters(x: np.ndarray, k: int, neighbours: int, seed: int = 0, max
         warnings.filterwarnings("ignore", message="k >= N")  # the dense solver then, as intended above
         labels = SpectralClustering(cut, affinity="precomputed", assign_labels="cluster_qr",
                                     random_state=seed).fit_predict(matrix)
-    structure = sample[:, x.shape[1] if content_dims is None else content_dims:]
     if cut > k:
-        labels = merge_clusters(graph, labels, k, structure)
-    if split_weak:
-        labels = split_weak_clusters(graph, labels, structure)
+        labels = merge_clusters(graph, labels, k, sample[:, x.shape[1] if content_dims is None else content_dims:])
     centroids = np.zeros((k, x.shape[1]), np.float32)
     present = np.unique(labels)
     centroids[present] = group_means(sample, np.searchsorted(present, labels))
@@ -181,88 +176,6 @@ def merge_clusters(graph: csr_matrix, labels: np.ndarray, k: int, structure: np.
     for c, a in enumerate(alive):
         merged[groups[a]] = c
     return merged[labels]
-
-
-def _pair_scores(graph: csr_matrix, labels: np.ndarray, structure: np.ndarray) -> np.ndarray:
-    """(L, L) :func:`merge_clusters`' score of every pair of clusters ``labels`` (0..L-1); -inf on the diagonal."""
-    members = np.eye(labels.max() + 1)[labels]
-    between = np.asarray(members.T @ (graph @ members))
-    volume = np.asarray(graph.sum(axis=1)).ravel() @ members
-    means = (members.T @ structure) / members.sum(axis=0)[:, None]
-    scores = (between / np.sqrt(np.maximum(np.outer(volume, volume), 1e-12))
-              - ((means[:, None] - means[None]) ** 2).sum(axis=2))
-    np.fill_diagonal(scores, -np.inf)
-    return scores
-
-
-def weakest_cut(graph: csr_matrix, members: np.ndarray, structure: np.ndarray, min_piece: int = 3,
-                max_size: int = 2000) -> tuple[float, np.ndarray | None]:
-    """The two-way cut of the cluster ``members`` (point indices) with the lowest :func:`merge_clusters` score
-    between its pieces, among the cuts along the cluster's Fiedler vector (its subgraph's normalised
-    Laplacian) leaving at least ``min_piece`` points a side: (score, the piece before the cut). Volumes are
-    the whole graph's, as the merge counts them. (inf, None) for a cluster too small to cut, or larger than
-    ``max_size`` (a dense eigen-solve)."""
-    n = len(members)
-    if n < 2 * min_piece or n > max_size:
-        return np.inf, None
-    sub = graph[members][:, members].toarray()
-    inner = np.maximum(sub.sum(axis=1), 1e-12)
-    laplacian = np.eye(n) - sub / np.sqrt(np.outer(inner, inner))
-    order = np.argsort(np.linalg.eigh(laplacian)[1][:, 1] / np.sqrt(inner))
-    sub = sub[order][:, order]
-    degree = np.asarray(graph.sum(axis=1)).ravel()[members[order]]
-    cuts = np.arange(1, n)  # the first m points against the rest
-    rows = np.cumsum(sub.sum(axis=1))[:-1]  # edges from the first m points, to anywhere in the cluster
-    within = np.cumsum(np.cumsum(sub, axis=0), axis=1)[cuts - 1, cuts - 1]  # edges among the first m points
-    volume = np.cumsum(degree)[:-1]
-    first = np.cumsum(structure[members[order]], axis=0)[:-1]
-    total = structure[members].sum(axis=0)
-    apart = ((first / cuts[:, None] - (total - first) / (n - cuts)[:, None]) ** 2).sum(axis=1)
-    scores = (rows - within) / np.sqrt(np.maximum(volume * (degree.sum() - volume), 1e-12)) - apart
-    allowed = (cuts >= min_piece) & (n - cuts >= min_piece)
-    m = int(cuts[allowed][np.argmin(scores[allowed])])
-    return float(scores[m - 1]), members[order[:m]]
-
-
-def split_weak_clusters(graph: csr_matrix, labels: np.ndarray, structure: np.ndarray,
-                        min_piece: int = 3) -> np.ndarray:
-    """``labels`` with every cluster at least as well joined inside as any two clusters are to each other: while
-    some cluster's :func:`weakest_cut` scores below the best pair of :func:`merge_clusters`, that cluster is
-    cut and that pair joined (the cluster count stays; at most as many rounds as clusters; a piece cut off is
-    not joined back to the rest it left).
-
-    Why: a category of fewer acquisitions than the graph's neighbours has edges to its nearest category, and
-    the spectral cut kept the two together even into 1.5 x K clusters, while a large category took two
-    (shell's black-blood stack of 7 with LGE, its 4-chamber cine in halves: benchmarks/README.md)."""
-    labels = np.unique(labels, return_inverse=True)[1]
-    kept_apart: set[frozenset[int]] = set()
-    cuts: dict[int, tuple[float, np.ndarray | None]] = {}
-
-    def best_pair() -> tuple[float, int, int]:
-        ids = np.unique(labels)
-        scores = _pair_scores(graph, np.searchsorted(ids, labels), structure)
-        for pair in kept_apart:
-            i, j = np.searchsorted(ids, sorted(pair))
-            scores[i, j] = scores[j, i] = -np.inf
-        i, j = np.unravel_index(np.argmax(scores), scores.shape)
-        return float(scores[i, j]), int(ids[min(i, j)]), int(ids[max(i, j)])
-
-    for _ in range(labels.max() + 1):
-        for c in np.unique(labels):
-            if c not in cuts:
-                cuts[c] = weakest_cut(graph, np.flatnonzero(labels == c), structure, min_piece)
-        weakest = min(cuts, key=lambda c: cuts[c][0])
-        if not cuts[weakest][0] < best_pair()[0]:
-            break
-        new = int(labels.max()) + 1
-        labels[cuts.pop(weakest)[1]] = new
-        kept_apart.add(frozenset((weakest, new)))
-        _, a, b = best_pair()
-        labels[labels == b] = a
-        kept_apart = {frozenset(a if x == b else x for x in pair) for pair in kept_apart} - {frozenset((a,))}
-        cuts.pop(a, None)
-        cuts.pop(b, None)
-    return np.unique(labels, return_inverse=True)[1]
 
 
 def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -387,8 +300,7 @@ def fit_clusters(features: np.ndarray, k: int, cfg: ClusterConfig, seed: int = 0
         init = seeded_centroids(x, point_labels, k, seed)
     if init is None and final and cfg.final_method == "spectral":
         result = spectral_clusters(x, k, cfg.spectral_neighbours, seed=seed, max_points=cfg.spectral_max_points,
-                                   over_cluster=cfg.over_cluster, content_dims=transform.matrix.shape[0],
-                                   split_weak=cfg.split_weak)
+                                   over_cluster=cfg.over_cluster, content_dims=transform.matrix.shape[0])
     elif init is None:
         result = kmeans(x, k, cfg, seed=seed)
     else:

@@ -124,11 +124,6 @@ class ClusterConfig:
     #: (:func:`deepmcat.clustering.merge_clusters`): a cut straight into ``clusters`` split a large category
     #: (flow magnitude turned two ways) rather than cut off a small one; 1 cuts straight
     over_cluster: float = 1.5
-    #: after the merge, a cluster whose weakest two-way cut is less connected than the most connected pair of
-    #: clusters is cut there, and that pair joined (:func:`deepmcat.clustering.split_weak_clusters`). Tried
-    #: 2026-12-07 and off: shell 0.922 -> 0.932 purity and blob 0.722 -> 0.726, torso and contour unchanged, but
-    #: on Gaussian toys it carved small categories (worst recall 0.47 -> 0.20; benchmarks/README.md)
-    split_weak: bool = False
     #: a unit whose novelty score (:mod:`deepmcat.novelty`: mean squared distance to its nearest training
     #: units) exceeds this percentile of the training units' scores against other examinations is answered
     #: "unknown" (a series when most of its units are); 0 switches the flag off. 99: on the design families
