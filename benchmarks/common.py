@@ -22,8 +22,8 @@ DATA = HERE / ".data"
 REAL = HERE.parents[1] / "shared" / "data" / "real"
 METRICS = ("purity", "nmi", "ari", "acc", "worst_recall")
 LIB = HERE.parent / "lib" / "deepmcat"
-#: the library sources that write generated data (a model depends on every source)
-GENERATOR = ("generate.py", "phantoms.py", "sidecars.py", "families")
+#: the library sources that write any generated data (a model depends on every source)
+GENERATOR = ("generate.py", "phantoms.py", "sidecars.py")
 STAMP = ".source-stamp"
 
 
@@ -53,9 +53,11 @@ def cached(folder: Path, source: str, product: str, make: Callable[[Path], objec
     return folder
 
 
-def generated(folder: Path, make: Callable[[Path], object]) -> Path:
-    """A generated set (complete once its labels.csv exists), made once per version of the generator."""
-    return cached(folder, source_stamp(*GENERATOR), "labels.csv", make)
+def generated(folder: Path, make: Callable[[Path], object], family: str = "classic") -> Path:
+    """A generated set (complete once its labels.csv exists), made once per version of the generator of its
+    ``family``: another family's file (a new one) leaves it standing."""
+    own = () if family == "classic" else ("families/files.py", "families/torso.py", f"families/{family}.py")
+    return cached(folder, source_stamp(*GENERATOR, *own), "labels.csv", make)
 
 
 def save(name: str, result: dict) -> Path:

@@ -65,7 +65,7 @@ def dataset(name: str, subjects: int, seed: int, balanced: bool = False) -> Path
     family, fmt = SETS[name]
     return generated(DATA / f"{name}-{'balanced' if balanced else 'imbalanced'}-{subjects}s-seed{seed}",
                      lambda out: generate(out, subjects, seed=seed, balanced=balanced, fmt=fmt, family=family,
-                                          progress=False, workers=0))
+                                          progress=False, workers=0), family)
 
 
 class Scorer:

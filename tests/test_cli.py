@@ -84,6 +84,26 @@ def test_a_benchmark_set_is_reused_only_while_the_generator_is_the_same(tmp_path
     assert len(made) == 3 and (folder / "labels.csv").is_file()
 
 
+def test_a_family_set_is_stamped_by_its_own_generator_only(tmp_path, monkeypatch):
+    """A set of one phantom family is made anew when its family's files or the shared writer change, not when
+    another family's file does (a new family left every other set standing)."""
+    from benchmarks import common
+
+    stamped = {}
+
+    def make(out):
+        out.mkdir(parents=True)
+        (out / "labels.csv").write_text("path,category\n")
+
+    for family in ("classic", "torso", "shell"):
+        monkeypatch.setattr(common, "source_stamp", lambda *parts, f=family: stamped.setdefault(f, parts) and "v")
+        common.generated(tmp_path / family, make, family)
+    assert {"generate.py", "phantoms.py", "sidecars.py"} <= set(stamped["classic"])
+    assert not any(part.startswith("families/") for part in stamped["classic"])
+    assert {"families/files.py", "families/torso.py", "families/shell.py", "generate.py"} <= set(stamped["shell"])
+    assert not {"families/blob.py", "families/contour.py", "families"} & set(stamped["shell"] + stamped["torso"])
+
+
 def test_the_source_stamp_follows_the_files_it_hashes():
     from benchmarks.common import GENERATOR, source_stamp
 
