@@ -189,7 +189,10 @@ def test_clinician_categories_over_dicomweb_name_clusters_beside_a_read_only_pac
     for uid, category in labelled.items():  # seeded k-means kept the named categories apart
         _, answer = client.infer("deepmcat", uid, {})
         answer = json.loads(answer) if isinstance(answer, (bytes, str)) else answer
-        assert answer["category"] == category, (uid, answer)
+        assert answer["category"] == category and answer["label"] == category, (uid, answer)
+    _, answer = client.infer("deepmcat", unlabelled, {})  # a series nobody named: the model's answer alone
+    answer = json.loads(answer) if isinstance(answer, (bytes, str)) else answer
+    assert "label" not in answer and answer["category"]
 
 
 def test_organize_the_pacs_flags_wrong_headers(orthanc, pacs_model, archive, n_series, tmp_path):

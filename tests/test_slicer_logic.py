@@ -71,6 +71,16 @@ def test_an_unknown_answer_says_so_and_names_the_nearest_cluster():
     assert not Category.from_json({k: v for k, v in answer.items() if k != "novel"}).novel  # an older server
 
 
+def test_an_answer_for_a_named_series_shows_the_name_and_whether_the_model_agrees():
+    from DeepMCATLib.client import Category
+
+    answer = {"category": "cine_sax", "cluster": 2, "confidence": 0.8,
+              "topk": [{"cluster": 2, "category": "cine_sax", "confidence": 0.8}]}
+    assert Category.from_json(answer).label is None
+    assert Category.from_json(dict(answer, label="cine_sax")).summary() == "cine_sax (80%); labelled so"
+    assert Category.from_json(dict(answer, label="lge")).summary() == "labelled lge; the model says cine_sax (80%)"
+
+
 def test_next_sample_download_submit_and_see_it_in_the_datastore(client, app_server, tmp_path):
     sample = client.next_sample("cluster_representative")
     assert sample["id"] and "reason" in sample

@@ -121,8 +121,11 @@ class DeepMCATApp(MONAILabelApp):
 
         ``image`` is a datastore id, or the temporary file MONAI Label wrote an upload to; any other path is
         refused, so a client cannot make the server read its own files (``image=/etc/passwd``). Uploads are
-        deleted when the request ends, answered or refused.
+        deleted when the request ends, answered or refused. A datastore image a clinician has named is
+        answered with that name too (``label``), beside the model's own answer: the model answers by nearest
+        centroid, and may disagree with the name.
         """
+        label = None
         try:
             model = request.get("model")
             if model not in self._infers:
@@ -137,7 +140,11 @@ class DeepMCATApp(MONAILabelApp):
                 if not uri:
                     raise HTTPException(status_code=404, detail=f"image {image[:80]!r} is not in the datastore")
                 request = dict(request, image_id=image)
-            return super().infer(request, datastore)
+                label = label_category(datastore or self.datastore(), image)
+            result = super().infer(request, datastore)
+            if label and isinstance(result.get("params"), dict):
+                result["params"]["label"] = label
+            return result
         finally:
             discard(request.get("image"))
             discard(request.get("label"))

@@ -40,18 +40,25 @@ class Category:
     model: dict
     #: like no category the model learned ("category" is then "unknown"; the nearest cluster is topk[0])
     novel: bool = False
+    #: the category a clinician named this datastore image with (None: not named, or an upload)
+    label: str | None = None
 
     @classmethod
     def from_json(cls, data: dict) -> "Category":
+        label = data.get("label")
         return cls(str(data["category"]), int(data["cluster"]), float(data["confidence"]), list(data["topk"]),
-                   list(data.get("units", [])), dict(data.get("model", {})), bool(data.get("novel", False)))
+                   list(data.get("units", [])), dict(data.get("model", {})), bool(data.get("novel", False)),
+                   str(label) if label else None)
 
     def summary(self) -> str:
         if self.novel:
-            return f"{self.category}: like no learned category (nearest: {self.topk[0]['category']})"
-        alternatives = ", ".join(f"{t['category']} {t['confidence']:.0%}" for t in self.topk[1:])
-        text = f"{self.category} ({self.confidence:.0%})"
-        return text + (f"; next: {alternatives}" if alternatives else "")
+            text = f"{self.category}: like no learned category (nearest: {self.topk[0]['category']})"
+        else:
+            alternatives = ", ".join(f"{t['category']} {t['confidence']:.0%}" for t in self.topk[1:])
+            text = f"{self.category} ({self.confidence:.0%})" + (f"; next: {alternatives}" if alternatives else "")
+        if self.label and self.label != self.category:
+            return f"labelled {self.label}; the model says {text}"
+        return text + ("; labelled so" if self.label else "")
 
 
 class DeepMCATClient:
