@@ -125,25 +125,26 @@ class DeepMCATApp(MONAILabelApp):
         answered with that name too (``label``), beside the model's own answer: the model answers by nearest
         centroid, and may disagree with the name.
         """
-        label = None
+        named = None
         try:
             model = request.get("model")
             if model not in self._infers:
                 raise HTTPException(status_code=404, detail=f"unknown model {model!r}; this server has {list(self._infers)}")
             image = request.get("image")
             if isinstance(image, str) and not is_upload(image):
+                datastore = datastore or self.datastore()
                 try:
-                    uri = (datastore or self.datastore()).get_image_uri(image)
+                    uri = datastore.get_image_uri(image)
                 except Exception as exc:  # a DICOMweb server that does not know the series
                     log.info("image %s: %s", image[:80], exc)
                     uri = ""
                 if not uri:
                     raise HTTPException(status_code=404, detail=f"image {image[:80]!r} is not in the datastore")
                 request = dict(request, image_id=image)
-                label = label_category(datastore or self.datastore(), image)
+                named = label_category(datastore, image)
             result = super().infer(request, datastore)
-            if label and isinstance(result.get("params"), dict):
-                result["params"]["label"] = label
+            if named and isinstance(result.get("params"), dict):
+                result["params"]["label"] = named
             return result
         finally:
             discard(request.get("image"))
