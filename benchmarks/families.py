@@ -4,10 +4,10 @@
                                   [--seeds 0 1 2] [--data-seed 7] [--device auto] [--keep DIR]
 
 The defaults were chosen on the design families (classic, torso; blob since 2026-12-07, when the contour
-family was written to be held out; the shell family was written later that day, also held out); ``--held-out`` names the set(s) nobody tuned on, and the JSON says which
-is which. Every method is scored by the same rule at the
-acquisition level (series × image type, each acquisition's cluster the vote of its units), with K = the
-number of categories:
+family was written to be held out; the shell family was written later that day, also held out);
+``--held-out`` names the set(s) nobody tuned on, and the JSON says which is which. Every method is scored by
+the same rule at the acquisition level (series × image type, each acquisition's cluster the vote of its
+units), with K = the number of categories:
 
 - ``pixels``: canonical tensors as they are → :func:`deepmcat.clustering.fit_clusters` (PCA, whitening when
   there are enough points, the final categories' cut — spectral or k-means, ``cluster.final_method`` — of the

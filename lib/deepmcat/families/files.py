@@ -186,7 +186,8 @@ def write_subject(family: str, out: Path, subject: int, seed: int, balanced: boo
     from deepmcat.generate import phantom_uid
 
     rng = np.random.default_rng([seed, subject, 4049])
-    series = {"torso": torso, "blob": blob, "contour": contour, "shell": shell}[family].subject_series(seed, subject, balanced)
+    module = {"torso": torso, "blob": blob, "contour": contour, "shell": shell}[family]
+    series = module.subject_series(seed, subject, balanced)
     study_uid = phantom_uid(seed, subject, f"{family}-study")
     descriptions = sorted({s.description for s in series})
     rows = []
