@@ -33,8 +33,9 @@ from deepmcat.predictions import predict_rows  # noqa: E402
 from deepmcat.trainer import Trainer  # noqa: E402
 
 #: the families the defaults may be chosen on; the others are held out
-#: blob joined the design sets on 2026-12-07, when the contour family was written to be held out
-DESIGN_SETS = ("classic", "torso", "blob", "classic-nifti", "torso-nifti", "torso-enhanced")
+#: blob joined the design sets on 2026-12-07, when the contour family was written to be held out; shell after
+#: its held-out run that night
+DESIGN_SETS = ("classic", "torso", "blob", "shell", "classic-nifti", "torso-nifti", "torso-enhanced", "shell-nifti")
 
 #: variant name → {config part: {setting: value}}, applied on top of the current defaults
 VARIANTS: dict[str, dict[str, dict]] = {
@@ -56,6 +57,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "stem_stride2": {"model": {"stem_stride": 2}},
     "stem_stride2_centre_crop": {"model": {"stem_stride": 2}, "preprocess": {"centre_crop": 0.5}},
     "size96_stem_stride2": {"preprocess": {"size": 96}, "model": {"stem_stride": 2}},
+    "warmup60": {"train": {"warmup_epochs": 60}},
     "warmup90": {"train": {"warmup_epochs": 90}},
     "epochs15": {"train": {"epochs": 15}},
     "motion": {"model": {"motion": True}},

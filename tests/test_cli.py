@@ -169,7 +169,7 @@ def test_train_predict_evaluate_end_to_end(tiny_phantoms, tmp_path):
     (["predict", "--model", "{tmp}/nomodel", "--data", "{tmp}/empty", "--out", "{tmp}/p.csv"], "no model folder"),
     (["evaluate", "--pred", "{tmp}/bad.csv", "--labels", "{tmp}/bad.csv"], "needs the columns"),
     (["generate", "--out", "{tmp}/g", "--subjects", "1", "--format", "enhanced"],
-     "add --family torso, blob, contour or shell"),
+     "add --family torso, blob, contour, shell or spheroid"),
 ])
 def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path, capsys, argv, message):
     (tmp_path / "empty").mkdir()

@@ -265,7 +265,7 @@ def test_generated_nifti_says_the_same_examinations_and_acquisitions_as_dicom(tm
     assert structure(tmp_path / "bids") == dicom
 
 
-@pytest.mark.parametrize("family", ["torso", "blob", "contour", "shell"])
+@pytest.mark.parametrize("family", ["torso", "blob", "contour", "shell", "spheroid"])
 def test_phantom_families_read_alike_from_dicom_and_nifti_with_sidecars(tmp_path, family):
     """The independent phantom families: every unit labelled, and NIfTI with sidecars telling the same
     examinations and acquisitions as DICOM. torso: both vendor structures (a series per short-axis slice,
@@ -274,8 +274,8 @@ def test_phantom_families_read_alike_from_dicom_and_nifti_with_sidecars(tmp_path
     from deepmcat.labels import read_labels, unit_truth
 
     found, units_of = {}, {}
-    # contour's seed 3 and shell's seed 1: a subject of each vendor, every category
-    seed = 3 if family == "contour" else 1
+    # contour's seed 3, shell's seed 1 and spheroid's seed 6: a subject of each vendor, every category
+    seed = {"contour": 3, "spheroid": 6}.get(family, 1)
     for fmt in ("dicom", "nifti"):
         out = tmp_path / fmt
         generate(out, subjects=2, seed=seed, balanced=False, fmt=fmt, family=family, progress=False, sidecars=True)
@@ -301,6 +301,10 @@ def test_phantom_families_read_alike_from_dicom_and_nifti_with_sidecars(tmp_path
     elif family == "blob":
         phase = [u for u in units_of["dicom"] if "VELOCITY" in u.meta["image_type"]]
         assert phase and read_unit(phase[0], 8).array.min() < -1000  # signed pixels stay negative
+    elif family == "spheroid":  # vendor G: a series per short-axis slice; vendor H: the stack in one series
+        sax = [u for u in units_of["dicom"] if u.meta["series_description"] in ("cine_tfi_sax_retro", "FIESTA CINE SA")]
+        per_series = Counter(u.meta["series_description"] for u in {u.series_uid: u for u in sax}.values())
+        assert per_series["cine_tfi_sax_retro"] >= 8 and per_series["FIESTA CINE SA"] == 1
     else:  # contour's vendor C or shell's vendor F enhanced files, and the other vendor's file per image
         assert {u.frame_indices is not None for u in units_of["dicom"]} == {True, False}
 

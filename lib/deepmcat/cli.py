@@ -351,7 +351,7 @@ def _generate_parser(g: argparse.ArgumentParser) -> None:
                    help="fraction of series whose SeriesDescription names another category")
     g.add_argument("--family", choices=FAMILIES, default="classic",
                    help="phantom family: the project's own (classic) or one written apart from it (torso, blob, "
-                        "contour, shell)")
+                        "contour, shell, spheroid)")
     g.add_argument("--sidecars", action="store_true",
                    help="with --format nifti: a dcm2niix-style JSON sidecar beside every file")
     _workers_argument(g)

@@ -227,7 +227,7 @@ def generate(out: str | Path, subjects: int, seed: int = 0, balanced: bool = Fal
         raise ValueError(f"unknown format {fmt!r}: use dicom, enhanced or nifti")
     if fmt == "enhanced" and family == "classic":
         raise ValueError("--format enhanced (enhanced multi-frame DICOM) is written by the other families: "
-                         "add --family torso, blob, contour or shell")
+                         "add --family torso, blob, contour, shell or spheroid")
     if not 0.0 <= wrong_descriptions <= 1.0:
         raise ValueError("--wrong-descriptions must be a fraction in [0, 1]")
     out = Path(out)

@@ -2,4 +2,4 @@
 each written independently of it, so that defaults chosen on one family can be reported on another."""
 
 #: every family ``deepmcat generate --family`` writes
-FAMILIES = ("classic", "torso", "blob", "contour", "shell")
+FAMILIES = ("classic", "torso", "blob", "contour", "shell", "spheroid")

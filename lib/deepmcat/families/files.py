@@ -180,13 +180,13 @@ def write_nifti(series: Series, stem: Path) -> list[Path]:
 
 def write_subject(family: str, out: Path, subject: int, seed: int, balanced: bool, fmt: str,
                   wrong_descriptions: float, sidecars: bool) -> list[tuple[str, str, str, int]]:
-    """Write one subject of the torso, blob, contour or shell family; returns its ``labels.csv`` rows. Torso,
-    contour and shell NIfTI files get BIDS-like names, blob ones a folder per subject."""
-    from deepmcat.families import blob, contour, shell, torso
+    """Write one subject of the torso, blob, contour, shell or spheroid family; returns its ``labels.csv``
+    rows. Torso, contour, shell and spheroid NIfTI files get BIDS-like names, blob ones a folder per subject."""
+    from deepmcat.families import blob, contour, shell, spheroid, torso
     from deepmcat.generate import phantom_uid
 
     rng = np.random.default_rng([seed, subject, 4049])
-    module = {"torso": torso, "blob": blob, "contour": contour, "shell": shell}[family]
+    module = {"torso": torso, "blob": blob, "contour": contour, "shell": shell, "spheroid": spheroid}[family]
     series = module.subject_series(seed, subject, balanced)
     study_uid = phantom_uid(seed, subject, f"{family}-study")
     descriptions = sorted({s.description for s in series})
@@ -202,7 +202,7 @@ def write_subject(family: str, out: Path, subject: int, seed: int, balanced: boo
             paths = writer(written, out / f"sub-{subject:04d}" / f"s{number:02d}", number, study_uid, series_uid,
                            subject, rng)
         else:
-            stem = (out / f"sub-{subject:04d}_s{number:02d}" if family in ("torso", "contour", "shell")
+            stem = (out / f"sub-{subject:04d}_s{number:02d}" if family in ("torso", "contour", "shell", "spheroid")
                     else out / f"patient_{subject:04d}" / f"series_{number:02d}")
             stem.parent.mkdir(parents=True, exist_ok=True)
             paths = write_nifti(written, stem)
