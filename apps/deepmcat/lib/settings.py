@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
-from deepmcat.config import DeepMCATConfig
+from deepmcat.config import ClusterConfig, DeepMCATConfig, PreprocessConfig, TrainConfig
 
 MODEL = "deepmcat"
 
@@ -15,17 +15,18 @@ MODEL = "deepmcat"
 class AppSettings:
     """Everything an admin can set with ``--conf`` (and a train request can override, see TRAIN_KEYS)."""
 
-    clusters: int = 12
-    epochs: int = 5
-    warmup_epochs: int = 45
-    frames: int = 8
-    size: int = 64
+    # the library's defaults, so that the app and ``deepmcat train`` cannot drift apart
+    clusters: int = ClusterConfig.clusters
+    epochs: int = TrainConfig.epochs
+    warmup_epochs: int = TrainConfig.warmup_epochs
+    frames: int = PreprocessConfig.frames
+    size: int = PreprocessConfig.size
     #: the second input scale, the central square of this fraction of the field of view (0: one scale);
     #: ``deepmcat.config.PreprocessConfig.centre_crop``
-    centre_crop: float = 0.5
-    batch_size: int = 64
-    device: str = "auto"
-    seed: int = 0
+    centre_crop: float = PreprocessConfig.centre_crop
+    batch_size: int = TrainConfig.batch_size
+    device: str = TrainConfig.device
+    seed: int = TrainConfig.seed
     #: how many alternatives an answer lists
     topk: int = 3
     #: a series whose novelty score (distance to its nearest training units) exceeds this percentile of the
