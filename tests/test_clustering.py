@@ -82,6 +82,31 @@ def test_merging_joins_a_split_category_not_a_small_one_of_another_structure():
     assert sorted(np.unique(merged).tolist()) == [0, 1, 2]
 
 
+def test_merging_never_joins_unconnected_clusters_before_connected_ones():
+    """Four clusters: the halves of one category written two ways (a few edges across, their structure half
+    a unit apart) and two categories of one structure with no edge between them (flow magnitude and phase).
+    Ranked by connection less structure alone, the unconnected pair (0 - 0) beat the halves (0.1 - 0.25);
+    alike structure is no evidence of one category, so the halves join."""
+    from scipy.sparse import csr_matrix
+
+    labels = np.repeat([0, 1, 2, 3], 20)
+    rng = np.random.default_rng(0)
+    edges = set()
+    for i in range(80):
+        own = np.flatnonzero(labels == labels[i])
+        edges.update((i, int(j)) for j in rng.choice(own[own != i], 8, replace=False))
+    for i in range(20):
+        edges.add((i, int(rng.integers(20, 40))))
+    rows, cols = zip(*edges)
+    graph = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(80, 80))
+    graph = ((graph + graph.T) * 0.5).tocsr()
+    structure = np.where(labels == 1, 0.5, 0.0)[:, None]
+    merged = merge_clusters(graph, labels, 3, structure)
+    assert merged[0] == merged[20] and len({merged[0], merged[40], merged[60]}) == 3
+    # with no edge anywhere left, the alike structure decides
+    assert len(set(merge_clusters(graph, labels, 2, structure)[[0, 40, 60]])) == 2
+
+
 def test_a_collection_barely_larger_than_k_is_still_cut():
     """As many clusters as points, or nearly (a tiny collection): every point its own cluster, none lost."""
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)

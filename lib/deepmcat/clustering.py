@@ -142,12 +142,16 @@ def neighbour_graph(x: np.ndarray, neighbours: int) -> csr_matrix:
 def merge_clusters(graph: csr_matrix, labels: np.ndarray, k: int, structure: np.ndarray) -> np.ndarray:
     """``labels`` (0..L-1) merged down to ``k`` clusters (0..k-1), a pair at a time: the pair whose edges
     between them are most of their edges (w(A, B) / √(vol A · vol B)) less the squared distance of their mean
-    series structure (``structure``: the points' scaled structure coordinates, possibly none).
+    series structure (``structure``: the points' scaled structure coordinates, possibly none). Pairs with no
+    edge between them come after every pair with one.
 
     Why: cut straight into K, the graph split a large category in two (flow magnitude with its field of view
     turned two ways: the halves share many edges) rather than cut off a category of a few acquisitions (late
     enhancement beside T1 mapping). Cut finer, both are apart; merging by connection joins the halves, and the
-    structure term keeps a static stack from joining a time series (benchmarks/README.md)."""
+    structure term keeps a static stack from joining a time series. The structure only holds apart what the
+    graph would join: alike structure is no evidence of one category (every single-slice cine has it), and
+    ranked by the difference alone, two unconnected clusters of alike structure (flow magnitude and phase)
+    were joined before two connected halves of a category written two ways (benchmarks/README.md)."""
     present, labels = np.unique(labels, return_inverse=True)
     members = np.eye(len(present))[labels]  # (n, L) one-hot
     between = np.asarray(members.T @ (graph @ members))  # (L, L) edge weights, clusters' volumes on the diagonal
@@ -157,10 +161,10 @@ def merge_clusters(graph: csr_matrix, labels: np.ndarray, k: int, structure: np.
     groups = [[i] for i in range(len(present))]
     alive = list(range(len(present)))
     while len(alive) > k:
-        best, pair = -np.inf, (alive[0], alive[1])
+        best, pair = (False, -np.inf), (alive[0], alive[1])
         for a_i, a in enumerate(alive):
             for b in alive[a_i + 1:]:
-                score = (between[a, b] / np.sqrt(max(volume[a] * volume[b], 1e-12))
+                score = (between[a, b] > 0, between[a, b] / np.sqrt(max(volume[a] * volume[b], 1e-12))
                          - float(((means[a] - means[b]) ** 2).sum()))
                 if score > best:
                     best, pair = score, (a, b)
