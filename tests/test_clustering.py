@@ -85,7 +85,7 @@ def test_merging_joins_a_split_category_not_a_small_one_of_another_structure():
 def test_merging_never_joins_unconnected_clusters_before_connected_ones():
     """Four clusters: the halves of one category written two ways (a few edges across, their structure half
     a unit apart) and two categories of one structure with no edge between them (flow magnitude and phase).
-    Ranked by connection less structure alone, the unconnected pair (0 - 0) beat the halves (0.1 - 0.25);
+    Ranked by connection less structure alone, the unconnected pair (0 - 0) beat the halves (0.06 - 0.25);
     alike structure is no evidence of one category, so the halves join."""
     from scipy.sparse import csr_matrix
 
