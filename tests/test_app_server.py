@@ -158,8 +158,8 @@ def test_strategies_pick_the_next_image(trained, sax_named, app_truth, tmp_path)
     answer = infer(client, sax)
     same_cluster = [i for i in app_truth if i != sax and infer(client, i)["cluster"] == answer["cluster"]]
     assert same_cluster, "the labelled image's cluster has other members"
-    # another short-axis stack: a flow series' stored score (read alone) can name another cluster than its
-    # answer in the examination does, and the conflict is counted on the stored scores
+    # another short-axis stack: a flow series' stored score (computed with its examination after training) can
+    # name another cluster than infer (which reads it alone) does, and the conflict is counted on stored scores
     other = next((i for i in same_cluster if app_truth[i] == app_truth[sax]), same_cluster[0])
     saved = save_category(client, other, "zz_other", tmp_path)
     assert saved["conflict"] is True and saved["cluster_name"] == "cine_sax"

@@ -52,13 +52,21 @@ def test_only_the_final_clustering_uses_the_graph():
     assert np.array_equal(fit_clusters(features, 3, kmeans_cfg, final=True)[1].assignments, pseudo.assignments)
 
 
+def symmetric_graph(edges: set[tuple[int, int]], n: int):
+    """The graph :func:`deepmcat.clustering.neighbour_graph` would make of these chosen neighbours: edges 1, or
+    ½ where only one end chose the other."""
+    from scipy.sparse import csr_matrix
+
+    rows, cols = zip(*edges)
+    graph = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    return ((graph + graph.T) * 0.5).tocsr()
+
+
 def test_merging_joins_a_split_category_not_a_small_one_of_another_structure():
     """Four clusters of a finer cut: the two halves of one category (20 points each, well connected), a
     category of 20, and 5 points of a static series most of whose edges go to that category. Merged down to
     three by connection alone, the 5 join their neighbour before the halves join (a tenth of their edges);
     the structure term keeps a static series from a time series, so the halves join instead."""
-    from scipy.sparse import csr_matrix
-
     labels = np.repeat([0, 1, 2, 3], [20, 20, 20, 5])
     rng = np.random.default_rng(0)
     edges = set()
@@ -71,9 +79,7 @@ def test_merging_joins_a_split_category_not_a_small_one_of_another_structure():
     for i in range(60, 65):  # the small series: more edges to the category beside it than among its own
         for j in rng.choice(np.arange(40, 60), 3, replace=False):
             edges.add((i, int(j)))
-    rows, cols = zip(*edges)
-    graph = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(65, 65))
-    graph = ((graph + graph.T) * 0.5).tocsr()
+    graph = symmetric_graph(edges, 65)
     by_connection = merge_clusters(graph, labels, 3, np.zeros((65, 0)))
     assert by_connection[60] == by_connection[40] and by_connection[0] != by_connection[20]
     static = (labels == 3).astype(float)[:, None]
@@ -87,8 +93,6 @@ def test_merging_never_joins_unconnected_clusters_before_connected_ones():
     a unit apart) and two categories of one structure with no edge between them (flow magnitude and phase).
     Ranked by connection less structure alone, the unconnected pair (0 - 0) beat the halves (0.06 - 0.25);
     alike structure is no evidence of one category, so the halves join."""
-    from scipy.sparse import csr_matrix
-
     labels = np.repeat([0, 1, 2, 3], 20)
     rng = np.random.default_rng(0)
     edges = set()
@@ -97,9 +101,7 @@ def test_merging_never_joins_unconnected_clusters_before_connected_ones():
         edges.update((i, int(j)) for j in rng.choice(own[own != i], 8, replace=False))
     for i in range(20):
         edges.add((i, int(rng.integers(20, 40))))
-    rows, cols = zip(*edges)
-    graph = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(80, 80))
-    graph = ((graph + graph.T) * 0.5).tocsr()
+    graph = symmetric_graph(edges, 80)
     structure = np.where(labels == 1, 0.5, 0.0)[:, None]
     merged = merge_clusters(graph, labels, 3, structure)
     assert merged[0] == merged[20] and len({merged[0], merged[40], merged[60]}) == 3
